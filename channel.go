@@ -1,0 +1,402 @@
+package sshfwd
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// chunkSize is the size of a Channel's read and write buffers: one SSH packet
+// of the usual 32 KiB maximum payload.
+const chunkSize = 32 << 10
+
+// chunksPerDirection is how many buffers a Channel uses in each direction;
+// two let the caller fill (or drain) one while the other is on the wire.
+const chunksPerDirection = 2
+
+// Channel is one forwarded stream: an SSH channel of type direct-tcpip,
+// forwarded-tcpip, direct-streamlocal@openssh.com,
+// forwarded-streamlocal@openssh.com or x11 (ssh_channel in libssh).
+//
+// Channel is a complete net.Conn. Unlike the conns of x/crypto/ssh it honours
+// read and write deadlines: a Read waiting for data or a Write waiting for the
+// peer's window returns an error satisfying errors.Is(err,
+// os.ErrDeadlineExceeded) once the deadline passes, and the Channel stays
+// usable afterwards. CloseWrite sends EOF while reading goes on.
+//
+// Read, Write, CloseWrite, Close and the deadline setters may be called from
+// different goroutines. Data is moved by two goroutines of the Channel's own,
+// started by the first Read and the first Write, so that a deadline can end a
+// wait that x/crypto/ssh itself cannot interrupt.
+type Channel struct {
+	ch      ssh.Channel
+	laddr   net.Addr
+	raddr   net.Addr
+	onClose func() // unregisters from the Session; nil for server-side channels
+
+	rdl, wdl  *deadline
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
+	wg        sync.WaitGroup // every goroutine the Channel started
+
+	readMu    sync.Mutex // serializes Read; guards everything down to readErr
+	readStart sync.Once
+	filled    chan []byte // chunks read from ch, in order
+	empty     chan []byte // chunks handed back to readLoop; nil means not yet allocated
+	unread    []byte      // the part of the current chunk that Read has not returned
+	chunk     []byte      // the current chunk, to give back once unread is empty
+	readErr   error       // why readLoop stopped; written before it closes filled
+
+	writeMu    sync.Mutex // serializes Write and CloseWrite; guards everything down to eofSent
+	writeStart sync.Once
+	queued     chan []byte   // chunks for writeLoop, in order
+	free       chan []byte   // chunks writeLoop is done with; nil means not yet allocated
+	writeFail  chan struct{} // closed by writeLoop once a write failed
+	writeErr   error         // why writeLoop stopped; written before it closes writeFail
+	eofSent    bool
+}
+
+// WrapChannel makes a Channel of an SSH channel that the caller opened or
+// accepted, for servers built on x/crypto/ssh that want a net.Conn with
+// deadlines. It services reqs (rejecting every request) and discards extended
+// data, so neither can stall the connection. The addresses are what LocalAddr
+// and RemoteAddr report.
+func WrapChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr) *Channel {
+	return newChannel(ch, reqs, local, remote, nil)
+}
+
+func newChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr, onClose func()) *Channel {
+	c := &Channel{
+		ch:      ch,
+		laddr:   local,
+		raddr:   remote,
+		onClose: onClose,
+		rdl:     newDeadline(),
+		wdl:     newDeadline(),
+		done:    make(chan struct{}),
+	}
+	c.spawn(func() { ssh.DiscardRequests(reqs) })
+	c.spawn(c.drainExtended)
+	return c
+}
+
+func (c *Channel) spawn(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
+// drainExtended reads and drops extended data (stderr), which a forwarded
+// stream has no use for but which would otherwise fill the window.
+func (c *Channel) drainExtended() {
+	buf := make([]byte, 512)
+	for {
+		if _, err := c.ch.Stderr().Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// Read reads data the peer sent. It returns io.EOF once the peer sent EOF
+// (ssh_channel_send_eof on its side) and every byte before it was read.
+func (c *Channel) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if err := c.checkOpen("read", c.rdl); err != nil {
+		return 0, err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(c.unread) == 0 {
+		if c.chunk != nil {
+			c.empty <- c.chunk
+			c.chunk = nil
+		}
+		c.readStart.Do(c.startReader)
+		select {
+		case b, ok := <-c.filled:
+			if !ok {
+				return 0, c.readErr
+			}
+			c.chunk, c.unread = b, b
+		case <-c.rdl.wait():
+			return 0, c.opError("read", os.ErrDeadlineExceeded)
+		case <-c.done:
+			return 0, c.opError("read", net.ErrClosed)
+		}
+	}
+	n := copy(p, c.unread)
+	c.unread = c.unread[n:]
+	return n, nil
+}
+
+func (c *Channel) startReader() {
+	c.filled = make(chan []byte, chunksPerDirection)
+	c.empty = make(chan []byte, chunksPerDirection)
+	for range chunksPerDirection {
+		c.empty <- nil
+	}
+	c.spawn(c.readLoop)
+}
+
+func (c *Channel) readLoop() {
+	defer close(c.filled)
+	for {
+		var buf []byte
+		select {
+		case buf = <-c.empty:
+		case <-c.done:
+			c.readErr = c.opError("read", net.ErrClosed)
+			return
+		}
+		if buf == nil {
+			buf = make([]byte, chunkSize)
+		}
+		n, err := c.ch.Read(buf[:cap(buf)])
+		if n > 0 {
+			select {
+			case c.filled <- buf[:n]:
+			case <-c.done:
+				c.readErr = c.opError("read", net.ErrClosed)
+				return
+			}
+		}
+		if err != nil {
+			c.readErr = err
+			if err != io.EOF {
+				c.readErr = c.opError("read", err)
+			}
+			return
+		}
+	}
+}
+
+// Write sends p on the channel, waiting for the peer's window as needed. A
+// nil error means every byte was handed to the SSH connection. After a
+// deadline passes, n counts the bytes accepted so far, the last chunk of which
+// may still be on its way; they are sent unless the Channel is closed first.
+func (c *Channel) Write(p []byte) (int, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.checkOpen("write", c.wdl); err != nil {
+		return 0, err
+	}
+	if c.eofSent {
+		return 0, c.opError("write", ErrWriteAfterEOF)
+	}
+	c.writeStart.Do(c.startWriter)
+	n := 0
+	for n < len(p) {
+		buf, err := c.takeFree()
+		if err != nil {
+			return n, err
+		}
+		if buf == nil {
+			buf = make([]byte, chunkSize)
+		}
+		m := copy(buf[:cap(buf)], p[n:])
+		c.queued <- buf[:m]
+		n += m
+	}
+	return n, c.flush()
+}
+
+func (c *Channel) startWriter() {
+	c.queued = make(chan []byte, chunksPerDirection)
+	c.free = make(chan []byte, chunksPerDirection)
+	c.writeFail = make(chan struct{})
+	for range chunksPerDirection {
+		c.free <- nil
+	}
+	c.spawn(c.writeLoop)
+}
+
+func (c *Channel) writeLoop() {
+	for {
+		select {
+		case b := <-c.queued:
+			if _, err := c.ch.Write(b); err != nil {
+				if err == io.EOF {
+					err = errPeerClosed
+				}
+				c.writeErr = c.opError("write", err)
+				close(c.writeFail)
+				return
+			}
+			c.free <- b
+		case <-c.done:
+			return
+		}
+	}
+}
+
+// takeFree waits for a write buffer that writeLoop is done with.
+func (c *Channel) takeFree() ([]byte, error) {
+	select {
+	case b := <-c.free:
+		return b, nil
+	case <-c.writeFail:
+		return nil, c.writeErr
+	case <-c.wdl.wait():
+		return nil, c.opError("write", os.ErrDeadlineExceeded)
+	case <-c.done:
+		return nil, c.opError("write", net.ErrClosed)
+	}
+}
+
+// flush waits until writeLoop has written every queued chunk.
+func (c *Channel) flush() error {
+	var held [chunksPerDirection][]byte
+	n := 0
+	defer func() {
+		for _, b := range held[:n] {
+			c.free <- b
+		}
+	}()
+	for n < chunksPerDirection {
+		b, err := c.takeFree()
+		if err != nil {
+			return err
+		}
+		held[n] = b
+		n++
+	}
+	return nil
+}
+
+// CloseWrite sends EOF once everything written before it is on the wire
+// (ssh_channel_send_eof in libssh). Reading goes on until the peer's EOF.
+// It honours the write deadline while it waits, and calling it again does
+// nothing.
+func (c *Channel) CloseWrite() error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.checkOpen("close", nil); err != nil {
+		return err
+	}
+	if c.eofSent {
+		return nil
+	}
+	if c.queued != nil {
+		if err := c.flush(); err != nil {
+			return err
+		}
+	}
+	c.eofSent = true
+	if err := c.ch.CloseWrite(); err != nil {
+		if err == io.EOF {
+			err = errPeerClosed
+		}
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// Close closes the channel (ssh_channel_free in libssh). Pending Reads and
+// Writes return an error matching net.ErrClosed at once; data not yet read is
+// dropped, and so is a chunk still waiting for window after a Write's
+// deadline passed. Close waits until the peer confirms the close (or the
+// connection ends) and every goroutine of the Channel has returned. Calling it
+// again does nothing.
+func (c *Channel) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.done)
+		c.rdl.stop()
+		c.wdl.stop()
+		if cerr := c.ch.Close(); cerr != nil && cerr != io.EOF {
+			err = c.opError("close", cerr)
+		}
+		c.wg.Wait()
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return err
+}
+
+// LocalAddr returns the local end as the channel was opened: the originator
+// for a channel this side opened, the forwarded (bound) address for one the
+// peer opened.
+func (c *Channel) LocalAddr() net.Addr { return c.laddr }
+
+// RemoteAddr returns the remote end: the destination for a channel this side
+// opened, the originator for one the peer opened.
+func (c *Channel) RemoteAddr() net.Addr { return c.raddr }
+
+// SetDeadline sets the read and write deadlines; see net.Conn.
+func (c *Channel) SetDeadline(t time.Time) error {
+	if err := c.checkOpen("set deadline", nil); err != nil {
+		return err
+	}
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the deadline for Read, including one already waiting.
+func (c *Channel) SetReadDeadline(t time.Time) error {
+	if err := c.checkOpen("set deadline", nil); err != nil {
+		return err
+	}
+	c.rdl.set(t)
+	return nil
+}
+
+// SetWriteDeadline sets the deadline for Write and CloseWrite, including one
+// already waiting.
+func (c *Channel) SetWriteDeadline(t time.Time) error {
+	if err := c.checkOpen("set deadline", nil); err != nil {
+		return err
+	}
+	c.wdl.set(t)
+	return nil
+}
+
+// SSHChannel returns the underlying x/crypto/ssh channel, for channel
+// requests. Reading or writing it directly bypasses the Channel's buffers.
+func (c *Channel) SSHChannel() ssh.Channel { return c.ch }
+
+func (c *Channel) checkOpen(op string, d *deadline) error {
+	if isClosed(c.done) {
+		return c.opError(op, net.ErrClosed)
+	}
+	if d != nil && isClosed(d.wait()) {
+		return c.opError(op, os.ErrDeadlineExceeded)
+	}
+	return nil
+}
+
+func (c *Channel) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: networkOf(c.raddr), Source: c.laddr, Addr: c.raddr, Err: err}
+}
+
+func networkOf(a net.Addr) string {
+	if a == nil {
+		return "ssh"
+	}
+	return a.Network()
+}
+
+var errPeerClosed = fmt.Errorf("sshfwd: channel closed by peer: %w", io.EOF)
+
+var _ net.Conn = (*Channel)(nil)
+
+// closeWriter is what the forwarding helpers need of both ends to pass on
+// half-closes.
+type closeWriter interface {
+	CloseWrite() error
+}
+
+var _ closeWriter = (*Channel)(nil)
+
+func isEOF(err error) bool { return errors.Is(err, io.EOF) }

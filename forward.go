@@ -1,0 +1,137 @@
+package sshfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd/internal/wire"
+)
+
+// OpenForward opens a direct-tcpip channel (RFC 4254 7.2): the server
+// connects to remoteHost:remotePort and the channel carries that connection
+// (ssh_channel_open_forward in libssh). sourceHost and sourcePort name the
+// originator, as OpenSSH's -L reports the local peer; the server uses them
+// only for logging and policy. remoteHost is sent as given and resolved by
+// the server.
+//
+// ctx bounds the open only; a channel the server confirms after ctx ended is
+// closed at once. A refusal by the server wraps *ssh.OpenChannelError.
+func (s *Session) OpenForward(ctx context.Context, remoteHost string, remotePort int, sourceHost string, sourcePort int) (*Channel, error) {
+	if err := errors.Join(
+		checkHost("remote host", remoteHost),
+		checkPort("remote port", remotePort, 1),
+		checkHost("source host", sourceHost),
+		checkPort("source port", sourcePort, 0),
+	); err != nil {
+		return nil, fmt.Errorf("sshfwd: OpenForward: %w", err)
+	}
+	payload := ssh.Marshal(&wire.TCPIP{
+		Host:       remoteHost,
+		Port:       uint32(remotePort),
+		OriginHost: sourceHost,
+		OriginPort: uint32(sourcePort),
+	})
+	return s.open(ctx, wire.DirectTCPIP, payload, tcpAddr(sourceHost, sourcePort), tcpAddr(remoteHost, remotePort))
+}
+
+// OpenForwardUnix opens a direct-streamlocal@openssh.com channel: the server
+// connects to the Unix socket at remotePath (ssh_channel_open_forward_unix in
+// libssh). sourceHost and sourcePort name the originator; OpenSSH ignores
+// them, as libssh documents.
+func (s *Session) OpenForwardUnix(ctx context.Context, remotePath string, sourceHost string, sourcePort int) (*Channel, error) {
+	if err := errors.Join(
+		checkHost("remote path", remotePath),
+		checkString("source host", sourceHost),
+		checkPort("source port", sourcePort, 0),
+	); err != nil {
+		return nil, fmt.Errorf("sshfwd: OpenForwardUnix: %w", err)
+	}
+	payload := ssh.Marshal(&wire.DirectStreamLocalMsg{
+		SocketPath: remotePath,
+		Reserved0:  sourceHost,
+		Reserved1:  uint32(sourcePort),
+	})
+	return s.open(ctx, wire.DirectStreamLocal, payload, unixAddr(""), unixAddr(remotePath))
+}
+
+// DialContext connects to addr through the server, for network "tcp",
+// "tcp4", "tcp6" (addr is host:port, the host resolved by the server) or
+// "unix" (addr is a socket path on the server). Its signature fits
+// http.Transport.DialContext and similar hooks.
+func (s *Session) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		host, port, err := splitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("sshfwd: DialContext: %w", err)
+		}
+		if err := checkFamily(network, host); err != nil {
+			return nil, fmt.Errorf("sshfwd: DialContext: %w", err)
+		}
+		return s.OpenForward(ctx, host, port, "0.0.0.0", 0)
+	case "unix":
+		return s.OpenForwardUnix(ctx, addr, "", 0)
+	default:
+		return nil, fmt.Errorf("sshfwd: DialContext: %w: unsupported network %q", ErrBadAddress, network)
+	}
+}
+
+// checkFamily rejects an IP literal of the wrong family for tcp4 or tcp6.
+func checkFamily(network, host string) error {
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return nil
+	}
+	if (network == "tcp4" && !ip.Unmap().Is4()) || (network == "tcp6" && ip.Is4()) {
+		return fmt.Errorf("%w: %s is not an address for %s", ErrBadAddress, host, network)
+	}
+	return nil
+}
+
+type opened struct {
+	ch   ssh.Channel
+	reqs <-chan *ssh.Request
+	err  error
+}
+
+// open opens a channel of type typ, giving up when ctx ends; a channel that
+// is confirmed after that is closed.
+func (s *Session) open(ctx context.Context, typ string, payload []byte, local, remote net.Addr) (*Channel, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	result := make(chan opened)
+	abandoned := make(chan struct{})
+	ok := s.spawn(func() {
+		ch, reqs, err := s.client.OpenChannel(typ, payload)
+		select {
+		case result <- opened{ch, reqs, err}:
+		case <-abandoned:
+			if err == nil {
+				ch.Close()
+				ssh.DiscardRequests(reqs)
+			}
+		}
+	})
+	if !ok {
+		return nil, ErrSessionClosed
+	}
+	select {
+	case r := <-result:
+		if r.err != nil {
+			if isClosed(s.done) {
+				return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, ErrSessionClosed)
+			}
+			return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, r.err)
+		}
+		return s.adopt(r.ch, r.reqs, local, remote)
+	case <-ctx.Done():
+		close(abandoned)
+		return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, ctx.Err())
+	}
+}

@@ -1,0 +1,226 @@
+package sshfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd/internal/wire"
+)
+
+// Session is the forwarding state of one SSH client connection (an
+// ssh_session in libssh). It owns the incoming channel types that carry
+// forwarded connections, routes each to whoever asked for it, and tracks
+// every Channel it opened or accepted.
+//
+// A Session is safe for concurrent use.
+type Session struct {
+	client *ssh.Client
+	done   chan struct{} // closed once the Session is closed or its connection ended
+	ended  sync.Once
+
+	mu       sync.Mutex // guards the fields below
+	closed   bool       // no more goroutines or channels may start
+	wg       sync.WaitGroup
+	channels map[*Channel]struct{}
+}
+
+// routed are the channel types a Session claims on its client.
+var routed = []string{wire.ForwardedTCPIP, wire.ForwardedStreamLocal, wire.X11}
+
+// New returns a Session for client. It claims the incoming channel types
+// forwarded-tcpip, forwarded-streamlocal@openssh.com and x11 with
+// client.HandleChannelOpen, and fails with ErrClaimed if something else
+// (ssh.Client.Listen, or another Session) claimed one first; types it did
+// claim before failing stay claimed and are refused for the life of the
+// connection. The Session does not take ownership of client until New
+// succeeds; after that, Session.Close closes it.
+func New(client *ssh.Client) (*Session, error) {
+	if client == nil {
+		return nil, fmt.Errorf("sshfwd: New: nil client")
+	}
+	ins := make([]<-chan ssh.NewChannel, 0, len(routed))
+	for _, t := range routed {
+		in := client.HandleChannelOpen(t)
+		if in == nil {
+			for _, claimed := range ins {
+				go rejectAll(claimed)
+			}
+			return nil, fmt.Errorf("%w: %s", ErrClaimed, t)
+		}
+		ins = append(ins, in)
+	}
+	s := &Session{
+		client:   client,
+		done:     make(chan struct{}),
+		channels: make(map[*Channel]struct{}),
+	}
+	for _, in := range ins {
+		s.spawn(func() { s.route(in) })
+	}
+	s.spawn(func() {
+		client.Wait()
+		s.end()
+	})
+	return s, nil
+}
+
+// Dial connects to the SSH server at addr, authenticates with config and
+// returns a Session for the connection (ssh_new, ssh_connect and
+// authentication in libssh). ctx bounds the connection and the handshake.
+func Dial(ctx context.Context, network, addr string, config *ssh.ClientConfig) (*Session, error) {
+	if config == nil {
+		return nil, fmt.Errorf("sshfwd: Dial: nil ssh.ClientConfig")
+	}
+	var d net.Dialer
+	if config.Timeout > 0 {
+		d.Timeout = config.Timeout
+	}
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("sshfwd: dial %s: %w", addr, err)
+	}
+	client, err := handshake(ctx, conn, addr, config)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s, err := New(client)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// handshake runs the SSH handshake on conn, bounded by ctx and config.Timeout.
+func handshake(ctx context.Context, conn net.Conn, addr string, config *ssh.ClientConfig) (*ssh.Client, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	if config.Timeout > 0 {
+		conn.SetDeadline(time.Now().Add(config.Timeout))
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	c, chans, reqs, err := ssh.NewClientConn(conn, addr, config)
+	interrupted := !stop()
+	if err == nil && interrupted {
+		c.Close()
+		err = ctx.Err()
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("sshfwd: ssh handshake with %s: %w", addr, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return ssh.NewClient(c, chans, reqs), nil
+}
+
+// Client returns the underlying x/crypto/ssh client, for sessions (exec,
+// shell) and global requests of the caller's own.
+func (s *Session) Client() *ssh.Client { return s.client }
+
+// Close closes the connection and every Channel of the Session, and returns
+// once every goroutine the Session started has returned. Pending Accept and
+// open calls fail with an error matching net.ErrClosed. Calling it again
+// does nothing.
+func (s *Session) Close() error {
+	err := s.client.Close()
+	s.end()
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, c := range s.liveChannels() {
+		c.Close()
+	}
+	if err != nil && isClosedConn(err) {
+		err = nil
+	}
+	return err
+}
+
+// Done returns a channel that is closed when the Session is closed or its
+// connection ends.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until the connection ends and returns why, as ssh.Client.Wait.
+func (s *Session) Wait() error { return s.client.Wait() }
+
+func (s *Session) end() {
+	s.ended.Do(func() { close(s.done) })
+}
+
+// spawn runs f in a goroutine that Close waits for. It reports false, and
+// runs nothing, once Close has begun.
+func (s *Session) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// adopt wraps an accepted or opened SSH channel in a Channel that the
+// Session tracks until it is closed.
+func (s *Session) adopt(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr) (*Channel, error) {
+	var c *Channel
+	c = newChannel(ch, reqs, local, remote, func() {
+		s.mu.Lock()
+		delete(s.channels, c)
+		s.mu.Unlock()
+	})
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.channels[c] = struct{}{}
+	}
+	s.mu.Unlock()
+	if closed {
+		c.Close()
+		return nil, ErrSessionClosed
+	}
+	return c, nil
+}
+
+func (s *Session) liveChannels() []*Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs := make([]*Channel, 0, len(s.channels))
+	for c := range s.channels {
+		cs = append(cs, c)
+	}
+	return cs
+}
+
+// route hands each incoming channel to its taker. It never blocks on a
+// taker: a connection whose router stalls stalls every channel on it.
+func (s *Session) route(in <-chan ssh.NewChannel) {
+	for nc := range in {
+		nc.Reject(ssh.Prohibited, "sshfwd: no forwarding of this kind was requested")
+	}
+}
+
+// rejectAll refuses every channel from in until the connection ends.
+func rejectAll(in <-chan ssh.NewChannel) {
+	for nc := range in {
+		nc.Reject(ssh.Prohibited, "sshfwd: channel type not handled")
+	}
+}
+
+func isClosedConn(err error) bool {
+	return errors.Is(err, net.ErrClosed)
+}
