@@ -33,17 +33,19 @@ const chunksPerDirection = 2
 // Read, Write, CloseWrite, Close and the deadline setters may be called from
 // different goroutines. Data is moved by two goroutines of the Channel's own,
 // started by the first Read and the first Write, so that a deadline can end a
-// wait that x/crypto/ssh itself cannot interrupt.
+// wait that x/crypto/ssh itself cannot interrupt. They, and two that service
+// channel requests and extended data, end when the peer confirms the close or
+// the connection ends; Session.Close waits for them.
 type Channel struct {
-	ch      ssh.Channel
-	laddr   net.Addr
-	raddr   net.Addr
-	onClose func() // unregisters from the Session; nil for server-side channels
+	ch    ssh.Channel
+	laddr net.Addr
+	raddr net.Addr
+	owner owner // runs the Channel's goroutines
 
 	rdl, wdl  *deadline
-	done      chan struct{} // closed by Close
+	done      chan struct{} // closed by Close, or by shut
+	shutOnce  sync.Once
 	closeOnce sync.Once
-	wg        sync.WaitGroup // every goroutine the Channel started
 
 	readMu    sync.Mutex // serializes Read; guards everything down to readErr
 	readStart sync.Once
@@ -68,30 +70,42 @@ type Channel struct {
 // data, so neither can stall the connection. The addresses are what LocalAddr
 // and RemoteAddr report.
 func WrapChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr) *Channel {
-	return newChannel(ch, reqs, local, remote, nil)
-}
-
-func newChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr, onClose func()) *Channel {
-	c := &Channel{
-		ch:      ch,
-		laddr:   local,
-		raddr:   remote,
-		onClose: onClose,
-		rdl:     newDeadline(),
-		wdl:     newDeadline(),
-		done:    make(chan struct{}),
-	}
-	c.spawn(func() { ssh.DiscardRequests(reqs) })
-	c.spawn(c.drainExtended)
+	c, _ := newChannel(ch, reqs, local, remote, detached{})
 	return c
 }
 
-func (c *Channel) spawn(f func()) {
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
+// owner is what a Channel needs of whoever keeps track of it.
+type owner interface {
+	// spawn runs f in a goroutine, or reports false once the owner closed.
+	spawn(f func()) bool
+	// release forgets a closed Channel.
+	release(c *Channel)
+}
+
+// detached owns the Channels of servers, whose goroutines nobody waits for:
+// they end with the channel or its connection.
+type detached struct{}
+
+func (detached) spawn(f func()) bool { go f(); return true }
+func (detached) release(*Channel)    {}
+
+// newChannel wraps ch; ok is false, and the Channel closed, if the owner
+// already closed.
+func newChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr, o owner) (c *Channel, ok bool) {
+	c = &Channel{
+		ch:    ch,
+		laddr: local,
+		raddr: remote,
+		owner: o,
+		rdl:   newDeadline(),
+		wdl:   newDeadline(),
+		done:  make(chan struct{}),
+	}
+	if !o.spawn(func() { ssh.DiscardRequests(reqs) }) || !o.spawn(c.drainExtended) {
+		c.Close()
+		return c, false
+	}
+	return c, true
 }
 
 // drainExtended reads and drops extended data (stderr), which a forwarded
@@ -145,7 +159,10 @@ func (c *Channel) startReader() {
 	for range chunksPerDirection {
 		c.empty <- nil
 	}
-	c.spawn(c.readLoop)
+	if !c.owner.spawn(c.readLoop) {
+		c.readErr = c.opError("read", net.ErrClosed)
+		close(c.filled)
+	}
 }
 
 func (c *Channel) readLoop() {
@@ -217,7 +234,10 @@ func (c *Channel) startWriter() {
 	for range chunksPerDirection {
 		c.free <- nil
 	}
-	c.spawn(c.writeLoop)
+	if !c.owner.spawn(c.writeLoop) {
+		c.writeErr = c.opError("write", net.ErrClosed)
+		close(c.writeFail)
+	}
 }
 
 func (c *Channel) writeLoop() {
@@ -304,24 +324,30 @@ func (c *Channel) CloseWrite() error {
 // Close closes the channel (ssh_channel_free in libssh). Pending Reads and
 // Writes return an error matching net.ErrClosed at once; data not yet read is
 // dropped, and so is a chunk still waiting for window after a Write's
-// deadline passed. Close waits until the peer confirms the close (or the
-// connection ends) and every goroutine of the Channel has returned. Calling it
-// again does nothing.
+// deadline passed. Close does not wait for the peer to confirm: OpenSSH
+// confirms only once it has delivered what it holds, which may be never if
+// its end stops reading. Calling Close again does nothing.
 func (c *Channel) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
-		close(c.done)
-		c.rdl.stop()
-		c.wdl.stop()
+		c.shut()
 		if cerr := c.ch.Close(); cerr != nil && cerr != io.EOF {
 			err = c.opError("close", cerr)
 		}
-		c.wg.Wait()
-		if c.onClose != nil {
-			c.onClose()
-		}
+		c.owner.release(c)
 	})
 	return err
+}
+
+// shut makes pending and later calls fail with net.ErrClosed, without
+// telling the peer yet: Session.Close does this to every Channel before the
+// connection goes, so that readers see the close and not an early EOF.
+func (c *Channel) shut() {
+	c.shutOnce.Do(func() {
+		close(c.done)
+		c.rdl.stop()
+		c.wdl.stop()
+	})
 }
 
 // LocalAddr returns the local end as the channel was opened: the originator

@@ -24,10 +24,16 @@ type Session struct {
 	done   chan struct{} // closed once the Session is closed or its connection ended
 	ended  sync.Once
 
-	mu       sync.Mutex // guards the fields below
-	closed   bool       // no more goroutines or channels may start
-	wg       sync.WaitGroup
-	channels map[*Channel]struct{}
+	acceptQ *queue // forwarded-tcpip channels for AcceptForward
+	x11Q    *queue // x11 channels for AcceptX11
+
+	mu          sync.Mutex // guards the fields below
+	closed      bool       // no more goroutines or channels may start
+	wg          sync.WaitGroup
+	channels    map[*Channel]struct{}
+	forwards    []*remoteForward // granted or pending forwards, oldest first
+	x11Wanted   bool             // RequestX11 was called, so x11 channels are expected
+	x11Forwards []*x11Forward    // active ForwardX11 calls
 }
 
 // routed are the channel types a Session claims on its client.
@@ -58,6 +64,8 @@ func New(client *ssh.Client) (*Session, error) {
 	s := &Session{
 		client:   client,
 		done:     make(chan struct{}),
+		acceptQ:  newQueue(),
+		x11Q:     newQueue(),
 		channels: make(map[*Channel]struct{}),
 	}
 	for _, in := range ins {
@@ -132,6 +140,9 @@ func (s *Session) Client() *ssh.Client { return s.client }
 // open calls fail with an error matching net.ErrClosed. Calling it again
 // does nothing.
 func (s *Session) Close() error {
+	for _, c := range s.liveChannels() {
+		c.shut()
+	}
 	err := s.client.Close()
 	s.end()
 	s.mu.Lock()
@@ -154,8 +165,20 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 // Wait blocks until the connection ends and returns why, as ssh.Client.Wait.
 func (s *Session) Wait() error { return s.client.Wait() }
 
+// end marks the Session over and refuses every queued channel.
 func (s *Session) end() {
-	s.ended.Do(func() { close(s.done) })
+	s.ended.Do(func() {
+		close(s.done)
+		s.mu.Lock()
+		qs := []*queue{s.acceptQ, s.x11Q}
+		for _, f := range s.forwards {
+			qs = append(qs, f.q)
+		}
+		s.mu.Unlock()
+		for _, q := range qs {
+			q.close("sshfwd: session closed")
+		}
+	})
 }
 
 // spawn runs f in a goroutine that Close waits for. It reports false, and
@@ -177,23 +200,26 @@ func (s *Session) spawn(f func()) bool {
 // adopt wraps an accepted or opened SSH channel in a Channel that the
 // Session tracks until it is closed.
 func (s *Session) adopt(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr) (*Channel, error) {
-	var c *Channel
-	c = newChannel(ch, reqs, local, remote, func() {
+	c, ok := newChannel(ch, reqs, local, remote, s)
+	if ok {
 		s.mu.Lock()
-		delete(s.channels, c)
+		if ok = !s.closed; ok {
+			s.channels[c] = struct{}{}
+		}
 		s.mu.Unlock()
-	})
-	s.mu.Lock()
-	closed := s.closed
-	if !closed {
-		s.channels[c] = struct{}{}
 	}
-	s.mu.Unlock()
-	if closed {
+	if !ok {
 		c.Close()
 		return nil, ErrSessionClosed
 	}
 	return c, nil
+}
+
+// release forgets a closed Channel.
+func (s *Session) release(c *Channel) {
+	s.mu.Lock()
+	delete(s.channels, c)
+	s.mu.Unlock()
 }
 
 func (s *Session) liveChannels() []*Channel {
@@ -210,8 +236,80 @@ func (s *Session) liveChannels() []*Channel {
 // taker: a connection whose router stalls stalls every channel on it.
 func (s *Session) route(in <-chan ssh.NewChannel) {
 	for nc := range in {
-		nc.Reject(ssh.Prohibited, "sshfwd: no forwarding of this kind was requested")
+		in, reason, why := s.place(nc)
+		if reason != 0 {
+			nc.Reject(reason, why)
+			continue
+		}
+		if in.fwd == nil && s.hasX11Forwards() {
+			if !s.spawn(func() { s.forwardX11(in) }) {
+				nc.Reject(ssh.ConnectionFailed, "sshfwd: session closed")
+			}
+			continue
+		}
+		if !in.fwdQueue(s).push(in) {
+			nc.Reject(ssh.ResourceShortage, "sshfwd: too many connections waiting to be accepted")
+		}
 	}
+}
+
+// place decides where an incoming channel goes, or why it is refused.
+func (s *Session) place(nc ssh.NewChannel) (incoming, ssh.RejectionReason, string) {
+	in := incoming{nc: nc}
+	switch nc.ChannelType() {
+	case wire.ForwardedTCPIP:
+		var m wire.TCPIP
+		if err := wire.Parse(wire.ForwardedTCPIP, nc.ExtraData(), &m); err != nil {
+			return in, ssh.ConnectionFailed, "sshfwd: " + err.Error()
+		}
+		if m.Port == 0 || m.Port > 65535 || m.OriginPort > 65535 {
+			return in, ssh.ConnectionFailed, "sshfwd: forwarded-tcpip port out of range"
+		}
+		in.fwd = s.findForward(m.Host, int(m.Port))
+		if in.fwd == nil {
+			return in, ssh.Prohibited, fmt.Sprintf("sshfwd: no forward requested for %s", net.JoinHostPort(m.Host, fmt.Sprint(m.Port)))
+		}
+		in.port = int(m.Port)
+		in.local = tcpAddr(m.Host, int(m.Port))
+		in.remote = tcpAddr(m.OriginHost, int(m.OriginPort))
+	case wire.ForwardedStreamLocal:
+		var m wire.ForwardedStreamLocalMsg
+		if err := wire.Parse(wire.ForwardedStreamLocal, nc.ExtraData(), &m); err != nil {
+			return in, ssh.ConnectionFailed, "sshfwd: " + err.Error()
+		}
+		in.fwd = s.findUnixForward(m.SocketPath)
+		if in.fwd == nil {
+			return in, ssh.Prohibited, fmt.Sprintf("sshfwd: no forward requested for %s", m.SocketPath)
+		}
+		in.local, in.remote = unixAddr(m.SocketPath), unixAddr("")
+	case wire.X11:
+		var m wire.X11OpenMsg
+		if err := wire.Parse(wire.X11, nc.ExtraData(), &m); err != nil {
+			return in, ssh.ConnectionFailed, "sshfwd: " + err.Error()
+		}
+		if m.OriginPort > 65535 {
+			return in, ssh.ConnectionFailed, "sshfwd: x11 origin port out of range"
+		}
+		s.mu.Lock()
+		wanted := s.x11Wanted
+		s.mu.Unlock()
+		if !wanted {
+			return in, ssh.Prohibited, "sshfwd: X11 forwarding was not requested"
+		}
+		in.local = tcpAddr("127.0.0.1", 0)
+		in.remote = tcpAddr(m.OriginAddr, int(m.OriginPort))
+	default:
+		return in, ssh.UnknownChannelType, "sshfwd: unexpected channel type " + nc.ChannelType()
+	}
+	return in, 0, ""
+}
+
+// fwdQueue returns the queue in waits in.
+func (in incoming) fwdQueue(s *Session) *queue {
+	if in.fwd == nil {
+		return s.x11Q
+	}
+	return in.fwd.q
 }
 
 // rejectAll refuses every channel from in until the connection ends.

@@ -81,10 +81,12 @@ func defaultSSHDConfig(s *SSHD) []string {
 		"X11Forwarding yes",
 		"X11UseLocalhost yes",
 		"XAuthLocation " + XauthBin,
-		// Keep the cookies that sshd's xauth writes for X11 forwarding in
-		// Dir instead of the user's ~/.Xauthority; session commands see
-		// the same variable, so X clients started by them find the cookie.
-		"SetEnv XAUTHORITY=" + filepath.Join(s.Dir, "xauthority"),
+		// Sessions get HOME=Dir/home (empty), so the user's dotfiles
+		// (a slow ~/.bashrc) are not read, and XAUTHORITY=Dir/xauthority,
+		// so the cookies sshd's xauth writes for X11 forwarding stay in
+		// Dir and X clients started by session commands find them. sshd
+		// honours only the first SetEnv line.
+		"SetEnv HOME=" + filepath.Join(s.Dir, "home") + " XAUTHORITY=" + filepath.Join(s.Dir, "xauthority"),
 		"StrictModes no",
 		"MaxStartups 100:30:200",
 		"MaxSessions 1000",
@@ -106,8 +108,8 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		t.Fatalf("peers: current user: %v", err)
 	}
 	s := &SSHD{
-		Dir:        t.TempDir(),
-		User:       u.Username,
+		Dir:   t.TempDir(),
+		User:  u.Username,
 		extra: append([]string(nil), opts.Config...),
 	}
 	s.KeyFile = filepath.Join(s.Dir, "id_ed25519")
@@ -143,6 +145,10 @@ func StartSSHD(t testing.TB, opts SSHDOptions) *SSHD {
 		t.Fatalf("peers: host key: %v", err)
 	}
 	s.HostKey = host.PublicKey()
+
+	if err := os.Mkdir(filepath.Join(s.Dir, "home"), 0o700); err != nil {
+		t.Fatalf("peers: %v", err)
+	}
 
 	// Privilege separation directory, needed when sshd runs as root.
 	_ = os.MkdirAll("/run/sshd", 0o755)

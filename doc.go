@@ -1,0 +1,39 @@
+// Package sshfwd brings libssh's channel-forwarding API to Go, on top of
+// golang.org/x/crypto/ssh: direct forwarding (ssh -L), reverse forwarding
+// (ssh -R), Unix-socket forwarding (OpenSSH's streamlocal extensions) and
+// X11 forwarding (ssh -X), for clients and for servers. Package sshtest
+// beside it is an in-process SSH server for tests.
+//
+// A Session is the forwarding state of one SSH connection. Channels it opens
+// or accepts are *Channel values: complete net.Conns with working deadlines
+// and CloseWrite, which sends EOF while reading goes on.
+//
+//	s, err := sshfwd.Dial(ctx, "tcp", "example.com:22", config)
+//	ch, err := s.OpenForward(ctx, "www.google.com", 80, "localhost", 5555)
+//
+// Every libssh call of the tutorial's chapter 7 has one Go twin:
+//
+//	libssh                                    sshfwd
+//	ssh_new + ssh_connect + auth              Dial (or ssh.Dial, then New)
+//	ssh_channel_open_forward                  Session.OpenForward
+//	ssh_channel_open_forward_unix             Session.OpenForwardUnix
+//	ssh_channel_listen_forward                Session.ListenForward
+//	ssh_channel_accept_forward,
+//	ssh_channel_open_forward_port             Session.AcceptForward
+//	ssh_channel_cancel_forward                Session.CancelForward
+//	ssh_channel_request_x11                   Session.RequestX11
+//	ssh_channel_accept_x11                    Session.AcceptX11
+//	ssh_channel_open_reverse_forward          OpenReverseForward
+//	ssh_channel_open_x11                      OpenX11
+//	ssh_channel_read / _write                 Channel.Read / Channel.Write
+//	ssh_channel_send_eof / ssh_channel_free   Channel.CloseWrite / Channel.Close
+//	timeout_ms arguments                      a context.Context
+//	SSH_OK / SSH_ERROR / ssh_get_error        error; refusals wrap *ssh.OpenChannelError
+//
+// A Session claims the incoming channel types forwarded-tcpip,
+// forwarded-streamlocal@openssh.com and x11 on its client and routes each
+// channel to the Listener or AcceptForward queue it belongs to; channels for
+// forwards nobody asked for are refused. Queues are bounded, so a listener
+// that is never accepted on cannot stall the connection. Closing a Session
+// closes its Channels and waits for every goroutine it started.
+package sshfwd
