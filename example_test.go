@@ -1,0 +1,159 @@
+package sshfwd_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+
+	"github.com/sshfwd/sshfwd"
+	"github.com/sshfwd/sshfwd/sshtest"
+)
+
+// The libssh tutorial's direct_forwarding: open a channel through the
+// server to a web server and fetch a page.
+func ExampleSession_OpenForward() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "Hello through SSH")
+	}))
+	defer web.Close()
+	host, port := splitHostPort(web.Listener.Addr().String())
+
+	ctx := context.Background()
+	s, err := sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ch, err := s.OpenForward(ctx, host, port, "localhost", 5555)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ch.Close()
+	io.WriteString(ch, "GET / HTTP/1.1\r\nHost: www.google.com\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(ch), nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(resp.Status)
+	fmt.Println(string(body))
+	// Output:
+	// 200 OK
+	// Hello through SSH
+}
+
+// DialContext plugs the tunnel into anything that dials, here net/http.
+func ExampleSession_DialContext() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "you asked for %s", r.URL.Path)
+	}))
+	defer web.Close()
+
+	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	transport := &http.Transport{DialContext: s.DialContext}
+	defer transport.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: transport}).Get(web.URL + "/tunnel")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output: you asked for /tunnel
+}
+
+// The libssh tutorial's web_server: the server listens, each connection
+// comes back as a channel.
+func ExampleSession_ListenForward() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	ctx := context.Background()
+	s, err := sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	port, err := s.ListenForward(ctx, "localhost", 0)
+	if err != nil {
+		log.Fatal(err)
+	}
+	go func() {
+		ch, _, err := s.AcceptForward(ctx)
+		if err != nil {
+			return
+		}
+		defer ch.Close()
+		io.WriteString(ch, "hello from the client side\n")
+		ch.CloseWrite()
+	}()
+
+	// Someone connects to the server's port.
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	msg, _ := io.ReadAll(c)
+	fmt.Print(string(msg))
+	// Output: hello from the client side
+}
+
+// Listen gives a net.Listener for a port on the server, so a Go HTTP server
+// can serve through the tunnel.
+func ExampleSession_Listen() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ln, err := s.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	web := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "served from behind the tunnel")
+	})}
+	go web.Serve(ln)
+	defer web.Close()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	fmt.Println(string(body))
+	// Output: served from behind the tunnel
+}
+
+func splitHostPort(addr string) (string, int) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return host, port
+}
