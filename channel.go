@@ -16,6 +16,8 @@ import (
 // of the usual 32 KiB maximum payload.
 const chunkSize = 32 << 10
 
+const writeChunk = 256 << 10
+
 // chunksPerDirection is how many buffers a Channel uses in each direction;
 // two let the caller fill (or drain) one while the other is on the wire.
 const chunksPerDirection = 2
@@ -218,7 +220,7 @@ func (c *Channel) Write(p []byte) (int, error) {
 			return n, err
 		}
 		if buf == nil {
-			buf = make([]byte, chunkSize)
+			buf = make([]byte, writeChunk)
 		}
 		m := copy(buf[:cap(buf)], p[n:])
 		c.queued <- buf[:m]

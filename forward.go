@@ -22,21 +22,60 @@ import (
 // ctx bounds the open only; a channel the server confirms after ctx ended is
 // closed at once. A refusal by the server wraps *ssh.OpenChannelError.
 func (s *Session) OpenForward(ctx context.Context, remoteHost string, remotePort int, sourceHost string, sourcePort int) (*Channel, error) {
+	t, err := tcpTarget(remoteHost, remotePort, sourceHost, sourcePort)
+	if err != nil {
+		return nil, fmt.Errorf("sshfwd: OpenForward: %w", err)
+	}
+	return s.open(ctx, t)
+}
+
+// target is a direct channel to open, checked and encoded.
+type target struct {
+	typ           string
+	payload       []byte
+	local, remote net.Addr
+}
+
+func tcpTarget(remoteHost string, remotePort int, sourceHost string, sourcePort int) (target, error) {
 	if err := errors.Join(
 		checkHost("remote host", remoteHost),
 		checkPort("remote port", remotePort, 1),
 		checkHost("source host", sourceHost),
 		checkPort("source port", sourcePort, 0),
 	); err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenForward: %w", err)
+		return target{}, err
 	}
-	payload := ssh.Marshal(&wire.TCPIP{
-		Host:       remoteHost,
-		Port:       uint32(remotePort),
-		OriginHost: sourceHost,
-		OriginPort: uint32(sourcePort),
-	})
-	return s.open(ctx, wire.DirectTCPIP, payload, tcpAddr(sourceHost, sourcePort), tcpAddr(remoteHost, remotePort))
+	return target{
+		typ: wire.DirectTCPIP,
+		payload: ssh.Marshal(&wire.TCPIP{
+			Host:       remoteHost,
+			Port:       uint32(remotePort),
+			OriginHost: sourceHost,
+			OriginPort: uint32(sourcePort),
+		}),
+		local:  tcpAddr(sourceHost, sourcePort),
+		remote: tcpAddr(remoteHost, remotePort),
+	}, nil
+}
+
+func unixTarget(remotePath string, sourceHost string, sourcePort int) (target, error) {
+	if err := errors.Join(
+		checkHost("remote path", remotePath),
+		checkString("source host", sourceHost),
+		checkPort("source port", sourcePort, 0),
+	); err != nil {
+		return target{}, err
+	}
+	return target{
+		typ: wire.DirectStreamLocal,
+		payload: ssh.Marshal(&wire.DirectStreamLocalMsg{
+			SocketPath: remotePath,
+			Reserved0:  sourceHost,
+			Reserved1:  uint32(sourcePort),
+		}),
+		local:  unixAddr(""),
+		remote: unixAddr(remotePath),
+	}, nil
 }
 
 // OpenForwardUnix opens a direct-streamlocal@openssh.com channel: the server
@@ -44,19 +83,11 @@ func (s *Session) OpenForward(ctx context.Context, remoteHost string, remotePort
 // libssh). sourceHost and sourcePort name the originator; OpenSSH ignores
 // them, as libssh documents.
 func (s *Session) OpenForwardUnix(ctx context.Context, remotePath string, sourceHost string, sourcePort int) (*Channel, error) {
-	if err := errors.Join(
-		checkHost("remote path", remotePath),
-		checkString("source host", sourceHost),
-		checkPort("source port", sourcePort, 0),
-	); err != nil {
+	t, err := unixTarget(remotePath, sourceHost, sourcePort)
+	if err != nil {
 		return nil, fmt.Errorf("sshfwd: OpenForwardUnix: %w", err)
 	}
-	payload := ssh.Marshal(&wire.DirectStreamLocalMsg{
-		SocketPath: remotePath,
-		Reserved0:  sourceHost,
-		Reserved1:  uint32(sourcePort),
-	})
-	return s.open(ctx, wire.DirectStreamLocal, payload, unixAddr(""), unixAddr(remotePath))
+	return s.open(ctx, t)
 }
 
 // DialContext connects to addr through the server, for network "tcp",
@@ -99,16 +130,25 @@ type opened struct {
 	err  error
 }
 
-// open opens a channel of type typ, giving up when ctx ends; a channel that
-// is confirmed after that is closed.
-func (s *Session) open(ctx context.Context, typ string, payload []byte, local, remote net.Addr) (*Channel, error) {
-	if err := ctx.Err(); err != nil {
+// open opens the channel t describes and tracks it.
+func (s *Session) open(ctx context.Context, t target) (*Channel, error) {
+	r, err := s.openRaw(ctx, t)
+	if err != nil {
 		return nil, err
+	}
+	return s.adopt(r.ch, r.reqs, t.local, t.remote)
+}
+
+// openRaw opens the channel t describes, giving up when ctx ends; a channel
+// that is confirmed after that is closed.
+func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
+	if err := ctx.Err(); err != nil {
+		return opened{}, err
 	}
 	result := make(chan opened)
 	abandoned := make(chan struct{})
 	ok := s.spawn(func() {
-		ch, reqs, err := s.client.OpenChannel(typ, payload)
+		ch, reqs, err := s.client.OpenChannel(t.typ, t.payload)
 		select {
 		case result <- opened{ch, reqs, err}:
 		case <-abandoned:
@@ -119,19 +159,19 @@ func (s *Session) open(ctx context.Context, typ string, payload []byte, local, r
 		}
 	})
 	if !ok {
-		return nil, ErrSessionClosed
+		return opened{}, ErrSessionClosed
 	}
 	select {
 	case r := <-result:
 		if r.err != nil {
 			if isClosed(s.done) {
-				return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, ErrSessionClosed)
+				r.err = ErrSessionClosed
 			}
-			return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, r.err)
+			return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, r.err)
 		}
-		return s.adopt(r.ch, r.reqs, local, remote)
+		return r, nil
 	case <-ctx.Done():
 		close(abandoned)
-		return nil, fmt.Errorf("sshfwd: open %s to %s: %w", typ, remote, ctx.Err())
+		return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, ctx.Err())
 	}
 }

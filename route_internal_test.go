@@ -22,8 +22,8 @@ func (f *fakeNewChannel) Accept() (ssh.Channel, <-chan *ssh.Request, error) {
 	panic("the router must not accept channels itself")
 }
 func (f *fakeNewChannel) Reject(r ssh.RejectionReason, _ string) error { f.rejected = r; return nil }
-func (f *fakeNewChannel) ChannelType() string                        { return f.typ }
-func (f *fakeNewChannel) ExtraData() []byte                          { return f.extra }
+func (f *fakeNewChannel) ChannelType() string                          { return f.typ }
+func (f *fakeNewChannel) ExtraData() []byte                            { return f.extra }
 
 // routerOnly is a Session with forwards but no connection, for testing
 // where channels go.

@@ -6,7 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -21,8 +24,12 @@ import (
 // mitMagicCookie is the X authorization protocol every X server knows.
 const mitMagicCookie = "MIT-MAGIC-COOKIE-1"
 
+// cookieLen is the length of the cookies sshfwd makes up: 128 bits, as xauth
+// generates and OpenSSH sends.
+const cookieLen = 16
+
 // setupTimeout bounds how long a forwarded X client may take to send its
-// connection setup.
+// connection setup, and how long the local display may take to accept it.
 const setupTimeout = 10 * time.Second
 
 // X11Request is what an x11-req (RFC 4254 6.3.1) asks of the server.
@@ -36,22 +43,36 @@ type X11Request struct {
 // RequestX11 asks the server to forward X11 connections of the remote
 // session sess, which must belong to this Session's client
 // (ssh_channel_request_x11 in libssh). It returns the request as sent, with
-// the defaults filled in. Call it before starting the remote command; the X
-// clients it runs arrive through AcceptX11.
+// the defaults filled in: a fresh cookie from crypto/rand as 32 lowercase
+// hex digits, so that two requests never share one. A protocol name with
+// spaces or control characters, a cookie that is not an even number of hex
+// digits and a negative screen are errors, and nothing is sent.
+//
+// Call it before starting the remote command; the X clients it runs arrive
+// through AcceptX11, carrying the cookie in their connection setup. A
+// refusal by the server wraps ErrRequestDenied. RequestX11 blocks until the
+// server answers.
 func (s *Session) RequestX11(sess *ssh.Session, req X11Request) (X11Request, error) {
+	req, err := s.requestX11(sess, req)
+	if err != nil {
+		return req, fmt.Errorf("sshfwd: RequestX11: %w", err)
+	}
+	return req, nil
+}
+
+// requestX11 is RequestX11 with errors that the caller names.
+func (s *Session) requestX11(sess *ssh.Session, req X11Request) (X11Request, error) {
 	if sess == nil {
-		return req, fmt.Errorf("sshfwd: RequestX11: nil ssh.Session")
+		return req, errors.New("nil ssh.Session")
 	}
 	if req.AuthProtocol == "" {
 		req.AuthProtocol = mitMagicCookie
 	}
 	if req.AuthCookie == "" {
-		cookie := make([]byte, 16)
-		rand.Read(cookie)
-		req.AuthCookie = hex.EncodeToString(cookie)
+		req.AuthCookie = hex.EncodeToString(randomCookie(cookieLen))
 	}
 	if err := checkX11Request(req); err != nil {
-		return req, fmt.Errorf("sshfwd: RequestX11: %w", err)
+		return req, err
 	}
 	s.mu.Lock()
 	s.x11Wanted = true
@@ -63,14 +84,24 @@ func (s *Session) RequestX11(sess *ssh.Session, req X11Request) (X11Request, err
 		ScreenNumber:     uint32(req.ScreenNumber),
 	}))
 	if err != nil {
-		return req, fmt.Errorf("sshfwd: RequestX11: %w", err)
+		return req, err
 	}
 	if !ok {
-		return req, fmt.Errorf("sshfwd: RequestX11: %w", ErrRequestDenied)
+		return req, ErrRequestDenied
 	}
 	return req, nil
 }
 
+// randomCookie returns n bytes from crypto/rand, which cannot fail since
+// Go 1.24: it crashes the program rather than return predictable bytes.
+func randomCookie(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// checkX11Request rejects what the server would either refuse or, worse,
+// pass to xauth on its command line.
 func checkX11Request(req X11Request) error {
 	if strings.ContainsFunc(req.AuthProtocol, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return fmt.Errorf("auth protocol %q contains spaces or control characters", req.AuthProtocol)
@@ -81,8 +112,8 @@ func checkX11Request(req X11Request) error {
 	if _, err := hex.DecodeString(req.AuthCookie); err != nil {
 		return fmt.Errorf("auth cookie is not hex: %w", err)
 	}
-	if req.ScreenNumber < 0 || int64(req.ScreenNumber) > 1<<31 {
-		return fmt.Errorf("screen number %d out of range", req.ScreenNumber)
+	if req.ScreenNumber < 0 || int64(req.ScreenNumber) > math.MaxUint32 {
+		return fmt.Errorf("screen number %d out of range 0..%d", req.ScreenNumber, uint32(math.MaxUint32))
 	}
 	return nil
 }
@@ -111,116 +142,152 @@ func (s *Session) AcceptX11(ctx context.Context) (*Channel, error) {
 }
 
 // x11Forward is one ForwardX11 call: the fake cookie the server got and the
-// display and real cookie it stands for.
+// display and real authorization it stands for.
 type x11Forward struct {
-	proto    string
-	fake     []byte
-	realName string
+	ctx      context.Context // done when the forwarding ends
+	proto    string          // the protocol sent to the server
+	fake     []byte          // the cookie sent to the server
+	realName string          // the display's protocol, "" if it has no entry
 	realData []byte
 	display  x11.Display
 	single   bool
-	used     bool // a connection arrived; guarded by Session.mu
+	used     bool // an X client was let through; guarded by Session.mu
 }
 
 // ForwardX11 does what ssh -X does for the remote session sess: it reads the
-// cookie of display ("" means $DISPLAY) from $XAUTHORITY or ~/.Xauthority,
-// asks the server for X11 forwarding with a fake cookie of the same length,
-// and connects every X client the server forwards to the display, after
-// checking the fake cookie and putting the real one in its place. X clients
-// that present another cookie, or a malformed setup, are turned away and
-// never reach the display.
+// authorization of display ("" means $DISPLAY) from $XAUTHORITY or
+// ~/.Xauthority, asks the server for X11 forwarding with a fake cookie of
+// the same protocol and length, and connects every X client the server
+// forwards to the display, after checking the fake cookie and putting the
+// real one in its place. X clients that present another cookie get the X
+// server's refusal; those that send a malformed setup, or none within 10
+// seconds, are disconnected. Neither reaches the display. When the
+// Xauthority file has no entry for the display, X clients reach it without
+// authorization, for X servers that admit by host.
 //
-// ForwardX11 returns once the server answered the request; forwarding lasts
-// until ctx ends or the Session closes. Like ssh -X it accepts any number of
-// X clients; ForwardX11Single accepts only the first. Displays are ":N", ":N.S",
-// "unix:N", "host:N", "[::1]:N" or a socket path; local ones are reached
-// through /tmp/.X11-unix/XN, the others on TCP port 6000+N. No xauth
-// program is needed on this side.
+// ForwardX11 returns once the server answered the request; a refusal wraps
+// ErrRequestDenied. Forwarding lasts until ctx ends or the Session closes,
+// which also closes the X connections in flight. Like ssh -X it accepts any
+// number of X clients; ForwardX11Single accepts only the first. Displays are
+// ":N", ":N.S", "unix:N", "host:N", "[::1]:N" or a socket path; local ones
+// are reached through /tmp/.X11-unix/XN, the others on TCP port 6000+N. No
+// xauth program is needed on this side.
 func (s *Session) ForwardX11(ctx context.Context, sess *ssh.Session, display string) error {
-	return s.forwardX11To(ctx, sess, display, false)
+	if err := s.forwardX11To(ctx, sess, display, false); err != nil {
+		return fmt.Errorf("sshfwd: ForwardX11: %w", err)
+	}
+	return nil
 }
 
 // ForwardX11Single is ForwardX11 with the x11-req's single-connection flag
-// set: the server forwards one X client only, and so does the Session.
+// set: the server forwards one X client only, and so does the Session, which
+// refuses any further one the server sends.
 func (s *Session) ForwardX11Single(ctx context.Context, sess *ssh.Session, display string) error {
-	return s.forwardX11To(ctx, sess, display, true)
+	if err := s.forwardX11To(ctx, sess, display, true); err != nil {
+		return fmt.Errorf("sshfwd: ForwardX11Single: %w", err)
+	}
+	return nil
 }
 
 func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display string, single bool) error {
 	if display == "" {
 		display = os.Getenv("DISPLAY")
 		if display == "" {
-			return fmt.Errorf("sshfwd: ForwardX11: no display given and $DISPLAY is empty")
+			return errors.New("no display given and $DISPLAY is empty")
 		}
 	}
 	d, err := x11.ParseDisplay(display)
 	if err != nil {
-		return fmt.Errorf("sshfwd: ForwardX11: %w", err)
+		return err
 	}
-	f := &x11Forward{display: d, single: single, realName: mitMagicCookie}
-	if entry, ok := lookupCookie(d); ok {
-		f.realName, f.realData = entry.Name, entry.Data
+	entry, err := lookupAuth(d)
+	if err != nil {
+		return err
 	}
-	f.proto = f.realName
-	f.fake = make([]byte, max(len(f.realData), 16))
-	rand.Read(f.fake)
-
+	proto, fakeLen := entry.Name, len(entry.Data)
+	if proto == "" {
+		proto = mitMagicCookie
+	}
+	if fakeLen == 0 {
+		fakeLen = cookieLen
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	f := &x11Forward{
+		ctx:      fctx,
+		proto:    proto,
+		fake:     randomCookie(fakeLen),
+		realName: entry.Name,
+		realData: entry.Data,
+		display:  d,
+		single:   single,
+	}
 	s.mu.Lock()
 	s.x11Forwards = append(s.x11Forwards, f)
 	s.mu.Unlock()
-	drop := func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		for i, g := range s.x11Forwards {
-			if g == f {
-				s.x11Forwards = append(s.x11Forwards[:i], s.x11Forwards[i+1:]...)
-				return
-			}
-		}
-	}
-	_, err = s.RequestX11(sess, X11Request{
+	_, err = s.requestX11(sess, X11Request{
 		SingleConnection: single,
 		AuthProtocol:     f.proto,
 		AuthCookie:       hex.EncodeToString(f.fake),
 		ScreenNumber:     d.Screen,
 	})
 	if err != nil {
-		drop()
-		return fmt.Errorf("sshfwd: ForwardX11: %w", err)
+		cancel()
+		s.dropX11(f)
+		return err
 	}
-	stop := context.AfterFunc(ctx, drop)
 	if !s.spawn(func() {
 		select {
 		case <-s.done:
-			stop()
-			drop()
-		case <-ctx.Done():
+		case <-fctx.Done():
 		}
+		cancel()
+		s.dropX11(f)
 	}) {
-		stop()
-		drop()
-		return fmt.Errorf("sshfwd: ForwardX11: %w", ErrSessionClosed)
+		cancel()
+		s.dropX11(f)
+		return ErrSessionClosed
 	}
 	return nil
 }
 
-// lookupCookie finds the display's cookie in the user's Xauthority file.
-func lookupCookie(d x11.Display) (x11.AuthEntry, bool) {
+// dropX11 ends a ForwardX11: the x11 channels that arrive after it go to
+// AcceptX11, or are refused if no other ForwardX11 is active.
+func (s *Session) dropX11(f *x11Forward) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, g := range s.x11Forwards {
+		if g == f {
+			s.x11Forwards = append(s.x11Forwards[:i], s.x11Forwards[i+1:]...)
+			return
+		}
+	}
+}
+
+// lookupAuth finds the display's entry in the user's Xauthority file, the
+// one an X client on this machine would send. A missing file, like a file
+// without an entry, means no authorization; a file that cannot be read is
+// an error, since forwarding without its cookie would only fail later and
+// less clearly.
+func lookupAuth(d x11.Display) (x11.AuthEntry, error) {
 	path := x11.AuthorityPath()
 	if path == "" {
-		return x11.AuthEntry{}, false
+		return x11.AuthEntry{}, nil
 	}
 	file, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return x11.AuthEntry{}, nil
+	}
 	if err != nil {
-		return x11.AuthEntry{}, false
+		return x11.AuthEntry{}, err
 	}
 	defer file.Close()
 	entries, err := x11.ReadAuthority(bufio.NewReader(file))
 	if err != nil {
-		return x11.AuthEntry{}, false
+		return x11.AuthEntry{}, fmt.Errorf("%s: %w", path, err)
 	}
 	hostname, _ := os.Hostname()
-	return x11.FindAuth(entries, d, hostname)
+	entry, _ := x11.FindAuth(entries, d, hostname)
+	return entry, nil
 }
 
 // hasX11Forwards reports whether ForwardX11 takes x11 channels.
@@ -234,11 +301,7 @@ func (s *Session) hasX11Forwards() bool {
 // X client's setup, find whose fake cookie it carries, put the real one in
 // its place and connect it to that display.
 func (s *Session) forwardX11(in incoming) {
-	ch, reqs, err := in.nc.Accept()
-	if err != nil {
-		return
-	}
-	c, err := s.adopt(ch, reqs, in.local, in.remote)
+	c, err := s.acceptIncoming(in)
 	if err != nil {
 		return
 	}
@@ -249,50 +312,66 @@ func (s *Session) forwardX11(in incoming) {
 		return
 	}
 	c.SetReadDeadline(time.Time{})
-	f := s.claimX11(setup)
+	f, why := s.claimX11(setup)
 	if f == nil {
-		c.SetWriteDeadline(time.Now().Add(setupTimeout))
-		c.Write(x11.RefuseReply(setup.ByteOrder, setup.Major, setup.Minor, "sshfwd: wrong X11 authorization"))
+		refuseX11(c, setup, why)
 		return
 	}
-	dctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	dctx, cancel := context.WithTimeout(f.ctx, setupTimeout)
 	display, err := f.display.Dial(dctx)
 	cancel()
 	if err != nil {
-		c.Write(x11.RefuseReply(setup.ByteOrder, setup.Major, setup.Minor, "sshfwd: cannot reach display: "+err.Error()))
+		refuseX11(c, setup, "sshfwd: cannot connect to the local X display")
 		return
 	}
+	display.SetWriteDeadline(time.Now().Add(setupTimeout))
 	if _, err := display.Write(setup.WithAuth(f.realName, f.realData).Marshal()); err != nil {
 		display.Close()
 		return
 	}
-	finished := make(chan struct{})
-	defer close(finished)
+	display.SetWriteDeadline(time.Time{})
+	// The display may never notice that the forwarding ended, so the end
+	// of f.ctx closes both sides rather than waiting for them.
+	relayed := make(chan struct{})
+	watched := make(chan struct{})
 	go func() {
-		// The display may never notice that the SSH side died.
+		defer close(watched)
 		select {
-		case <-s.done:
+		case <-f.ctx.Done():
+			c.Close()
 			display.Close()
-		case <-finished:
+		case <-relayed:
 		}
 	}()
 	relay.Relay(c, display)
+	close(relayed)
+	<-watched
 }
 
-// claimX11 returns the ForwardX11 whose protocol and fake cookie setup
-// carries, comparing cookies in constant time, or nil.
-func (s *Session) claimX11(setup x11.Setup) *x11Forward {
+// refuseX11 answers an X client's setup with the X server's Failed reply,
+// so that the client reports why instead of a bare disconnection.
+func refuseX11(c *Channel, setup x11.Setup, reason string) {
+	c.SetWriteDeadline(time.Now().Add(setupTimeout))
+	if _, err := c.Write(x11.RefuseReply(setup.ByteOrder, setup.Major, setup.Minor, reason)); err == nil {
+		c.CloseWrite()
+	}
+}
+
+// claimX11 returns the active ForwardX11 whose protocol and fake cookie
+// setup carries, comparing cookies in constant time, or nil and the reason
+// to give the X client.
+func (s *Session) claimX11(setup x11.Setup) (*x11Forward, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var found *x11Forward
 	for _, f := range s.x11Forwards {
-		if subtle.ConstantTimeCompare(setup.AuthData, f.fake) == 1 && setup.AuthName == f.proto {
-			found = f
+		if subtle.ConstantTimeCompare(setup.AuthData, f.fake) != 1 || setup.AuthName != f.proto || f.ctx.Err() != nil {
+			continue
 		}
+		if f.single && f.used {
+			return nil, "sshfwd: X11 forwarding was for a single connection"
+		}
+		f.used = true
+		return f, ""
 	}
-	if found == nil || (found.single && found.used) {
-		return nil
-	}
-	found.used = true
-	return found
+	return nil, "sshfwd: wrong X11 authorization"
 }

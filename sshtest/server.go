@@ -17,6 +17,10 @@
 //     exit-signal) sent when it ends. Shells, terminals and subsystems are
 //     refused. On Unix the command gets a process group of its own, killed
 //     when the channel or the connection closes.
+//   - x11-req on a session (ssh -X), as sshd with X11UseLocalhost yes
+//     answers it: a display from :10 up on loopback, the client's cookie in
+//     an Xauthority file of the session's own, DISPLAY and XAUTHORITY set
+//     for its command, and an x11 channel to the client for each X client.
 //
 // Callbacks in Config decide which forwards are permitted; by default all
 // are, bound to loopback.
@@ -92,6 +96,9 @@ type Config struct {
 	// every forward binds 127.0.0.1 ("", "0.0.0.0", "*", "::" and
 	// "localhost" included), except that "::1" binds ::1.
 	GatewayPorts bool
+
+	// DisableX11 refuses x11-req, as OpenSSH's X11Forwarding no does.
+	DisableX11 bool
 
 	// Logf, if not nil, receives a line for each connection, refusal and
 	// failure.

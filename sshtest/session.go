@@ -20,15 +20,16 @@ import (
 const outputGrace = time.Second
 
 // session is the state of one session channel (RFC 4254 6). Requests that
-// prepare the command (env here, x11-req in a later file) record what they
+// prepare the command (env here, x11-req in x11.go) record what they
 // need in it before exec starts the command.
 type session struct {
 	c   *conn
 	ch  ssh.Channel
 	ctx context.Context // done when the channel or the connection closes; kills the command
 
-	env     []string // NAME=VALUE pairs from env requests, added to the command's environment
-	started bool     // exec started a command; a session runs one at most
+	env     []string    // NAME=VALUE pairs from env and x11-req requests, added to the command's environment
+	started bool        // exec started a command; a session runs one at most
+	display *x11Display // the display x11-req set up, if any
 }
 
 // exitSignalMsg is the payload of the exit-signal channel request
@@ -82,12 +83,6 @@ func (s *session) setEnv(payload []byte) bool {
 	}
 	s.env = append(s.env, msg.Name+"="+msg.Value)
 	return true
-}
-
-// x11Request answers x11-req (RFC 4254 6.3.1). sshtest does not forward X11
-// yet, so it refuses, as an OpenSSH server with X11Forwarding no does.
-func (s *session) x11Request(req *ssh.Request) bool {
-	return false
 }
 
 // exec answers an exec request (RFC 4254 6.5): it runs the command with

@@ -1,0 +1,271 @@
+package sshfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd/internal/relay"
+)
+
+// dialTimeout bounds how long ForwardRemote waits to connect to its local
+// target.
+const dialTimeout = 10 * time.Second
+
+// ForwardLocal does what ssh -L does: every connection accepted on ln is
+// forwarded through the server to remoteAddr, "host:port" (the host resolved
+// by the server) or an absolute Unix socket path on the server, with the
+// accepted peer as the originator. Data is copied both ways with exact
+// half-close.
+//
+// ForwardLocal returns when ctx ends, the Session ends or ln fails, once
+// every connection it forwarded has been closed. It does not close ln: it
+// interrupts Accept with a deadline where ln supports one (as *net.TCPListener
+// and *net.UnixListener do) and clears it before returning, so ln can be
+// passed to ForwardLocal again, on a new Session after a reconnect for
+// instance. A listener without SetDeadline is closed to stop it.
+func (s *Session) ForwardLocal(ctx context.Context, ln net.Listener, remoteAddr string) error {
+	dest, err := parseDestination(remoteAddr)
+	if err != nil {
+		return fmt.Errorf("sshfwd: ForwardLocal: %w", err)
+	}
+	var open tunnelSet
+	err = s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+		host, port := originOf(c.RemoteAddr())
+		t, err := dest(host, port)
+		if err != nil {
+			c.Close()
+			return
+		}
+		r, err := s.openRaw(ctx, t)
+		if err != nil {
+			c.Close()
+			return
+		}
+		if !s.spawn(func() { ssh.DiscardRequests(r.reqs) }) {
+			r.ch.Close()
+			c.Close()
+			return
+		}
+		open.relay(r.ch, c)
+	})
+	return wrapForwardErr("ForwardLocal", err)
+}
+
+// ForwardRemote does what ssh -R does: the server listens on remoteAddr,
+// "host:port" (an empty host means every address the server allows) or an
+// absolute Unix socket path, and every connection to it is forwarded back
+// and connected to localAddr, "host:port" or a Unix socket path here. It
+// returns when ctx or the Session ends, after cancelling the forward and
+// closing every connection it forwarded.
+func (s *Session) ForwardRemote(ctx context.Context, remoteAddr, localAddr string) error {
+	network, laddr := "tcp", localAddr
+	if strings.HasPrefix(localAddr, "/") {
+		network = "unix"
+	} else if _, _, err := splitHostPort(localAddr); err != nil {
+		return fmt.Errorf("sshfwd: ForwardRemote: local address: %w", err)
+	}
+	return s.forwardRemote(ctx, remoteAddr, func(ctx context.Context, ch *Channel) (net.Conn, error) {
+		var d net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return d.DialContext(dctx, network, laddr)
+	})
+}
+
+// forwardRemote listens on remoteAddr through the server and relays every
+// connection to what connect returns for it.
+func (s *Session) forwardRemote(ctx context.Context, remoteAddr string, connect func(context.Context, *Channel) (net.Conn, error)) error {
+	network := "tcp"
+	if strings.HasPrefix(remoteAddr, "/") {
+		network = "unix"
+	}
+	l, err := s.Listen(network, remoteAddr)
+	if err != nil {
+		return fmt.Errorf("sshfwd: ForwardRemote: %w", err)
+	}
+	ln := l.(*Listener)
+	defer ln.Close()
+	var open tunnelSet
+	err = s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+		ch := c.(*Channel)
+		local, err := connect(ctx, ch)
+		if err != nil {
+			ch.Close()
+			return
+		}
+		open.relay(ch, local)
+	})
+	return wrapForwardErr("ForwardRemote", err)
+}
+
+// serveUntil accepts on ln and runs handle for each connection in its own
+// goroutine, until ctx or the Session ends or Accept fails; then it closes
+// what open holds and waits for the handlers.
+func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelSet, handle func(context.Context, net.Conn)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	var watcher sync.WaitGroup
+	watcher.Add(1)
+	go func() {
+		defer watcher.Done()
+		select {
+		case <-ctx.Done():
+		case <-s.done:
+		case <-stop:
+			return
+		}
+		cancel()
+		interruptAccept(ln)
+		open.closeAll()
+	}()
+
+	var handlers sync.WaitGroup
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			break
+		}
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			handle(ctx, c)
+		}()
+	}
+	close(stop)
+	watcher.Wait()
+	open.closeAll()
+	handlers.Wait()
+	if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Time{})
+	}
+	switch {
+	case isClosed(s.done):
+		return ErrSessionClosed
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	}
+	return err
+}
+
+// interruptAccept makes a pending Accept on ln return.
+func interruptAccept(ln net.Listener) {
+	if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Unix(1, 0))
+		return
+	}
+	ln.Close()
+}
+
+func wrapForwardErr(op string, err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("sshfwd: %s: %w", op, err)
+}
+
+// parseDestination returns how to open channels to addr, "host:port" or an
+// absolute Unix socket path, for an originator.
+func parseDestination(addr string) (func(host string, port int) (target, error), error) {
+	if strings.HasPrefix(addr, "/") {
+		if _, err := unixTarget(addr, "", 0); err != nil {
+			return nil, err
+		}
+		return func(string, int) (target, error) { return unixTarget(addr, "", 0) }, nil
+	}
+	host, port, err := splitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tcpTarget(host, port, "127.0.0.1", 0); err != nil {
+		return nil, err
+	}
+	return func(ohost string, oport int) (target, error) { return tcpTarget(host, port, ohost, oport) }, nil
+}
+
+// originOf names the originator of a local connection as SSH wants it: an
+// IP address and a port, or 127.0.0.1:0 for a Unix socket peer.
+func originOf(a net.Addr) (string, int) {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.IP.String(), t.Port
+	}
+	return "127.0.0.1", 0
+}
+
+// tunnelSet is the set of streams the forwarding helpers are relaying, so
+// that they can all be closed at once.
+type tunnelSet struct {
+	mu     sync.Mutex // guards open and closed
+	open   map[io.Closer]struct{}
+	closed bool
+}
+
+// relay copies between a and b until both directions end, unless the set
+// was closed already, in which case it closes both at once.
+func (t *tunnelSet) relay(a, b io.ReadWriteCloser) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		a.Close()
+		b.Close()
+		return
+	}
+	if t.open == nil {
+		t.open = make(map[io.Closer]struct{})
+	}
+	t.open[a], t.open[b] = struct{}{}, struct{}{}
+	t.mu.Unlock()
+	relay.Relay(a, b)
+	t.mu.Lock()
+	delete(t.open, a)
+	delete(t.open, b)
+	t.mu.Unlock()
+}
+
+// closeAll closes every stream in the set and every one added later.
+func (t *tunnelSet) closeAll() {
+	t.mu.Lock()
+	t.closed = true
+	open := t.open
+	t.open = nil
+	t.mu.Unlock()
+	for c := range open {
+		c.Close()
+	}
+}
+
+// DialSSH connects to the SSH server at addr through this one and returns a
+// Session to it, as ssh -J does: the new connection runs inside a
+// direct-tcpip channel, so addr is resolved and reached by this Session's
+// server. Closing the returned Session closes that channel; closing this
+// Session ends both.
+func (s *Session) DialSSH(ctx context.Context, addr string, config *ssh.ClientConfig) (*Session, error) {
+	if config == nil {
+		return nil, fmt.Errorf("sshfwd: DialSSH: nil ssh.ClientConfig")
+	}
+	conn, err := s.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sshfwd: DialSSH %s: %w", addr, err)
+	}
+	client, err := handshake(ctx, conn, addr, config)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	inner, err := New(client)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	return inner, nil
+}
