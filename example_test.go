@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"time"
 
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/sshtest"
@@ -156,4 +157,123 @@ func splitHostPort(addr string) (string, int) {
 		log.Fatal(err)
 	}
 	return host, port
+}
+
+// ForwardLocal is ssh -L: connections to a local listener are forwarded
+// through the server.
+func ExampleSession_ForwardLocal() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "reached through -L")
+	}))
+	defer web.Close()
+	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ForwardLocal(ctx, ln, web.Listener.Addr().String()) }()
+
+	transport := &http.Transport{DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: transport}).Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(body))
+	stop()
+	fmt.Println(<-done)
+	// Output:
+	// reached through -L
+	// context canceled
+}
+
+// ForwardRemote is ssh -R: the server listens, and connections to it reach
+// a local address.
+func ExampleSession_ForwardRemote() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	local, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer local.Close()
+	go func() {
+		c, err := local.Accept()
+		if err != nil {
+			return
+		}
+		io.WriteString(c, "hello from behind the client\n")
+		c.Close()
+	}()
+	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	remote, err := net.Listen("tcp", "127.0.0.1:0") // pick a free port for the server
+	if err != nil {
+		log.Fatal(err)
+	}
+	remoteAddr := remote.Addr().String()
+	remote.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ForwardRemote(ctx, remoteAddr, local.Addr().String()) }()
+
+	var c net.Conn
+	for c == nil { // until the server listens
+		time.Sleep(10 * time.Millisecond)
+		c, _ = net.Dial("tcp", remoteAddr)
+	}
+	msg, _ := io.ReadAll(c)
+	c.Close()
+	fmt.Print(string(msg))
+	stop()
+	fmt.Println(<-done)
+	// Output:
+	// hello from behind the client
+	// context canceled
+}
+
+// DialSSH is ssh -J: a Session to a second server, reached through the
+// first.
+func ExampleSession_DialSSH() {
+	bastion := sshtest.NewServer(nil)
+	defer bastion.Close()
+	inner := sshtest.NewServer(nil)
+	defer inner.Close()
+
+	ctx := context.Background()
+	jump, err := sshfwd.Dial(ctx, "tcp", bastion.Addr(), bastion.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer jump.Close()
+	s, err := jump.DialSSH(ctx, inner.Addr(), inner.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	sess, err := s.Client().NewSession()
+	if err != nil {
+		log.Fatal(err)
+	}
+	out, err := sess.Output("echo inside")
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Print(string(out))
+	// Output: inside
 }
