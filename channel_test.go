@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 	"golang.org/x/net/nettest"
 
 	"github.com/sshfwd/sshfwd"
@@ -158,4 +159,30 @@ func TestChannelCloseUnblocks(t *testing.T) {
 	assert.ErrorIs(t, ch.SetDeadline(time.Now()), net.ErrClosed)
 	_, err = ch.Write([]byte("x"))
 	assert.ErrorIs(t, err, net.ErrClosed)
+}
+
+func TestChannelDrainsExtendedData(t *testing.T) {
+	// The server sends far more stderr than one window holds before its
+	// data: without draining, its writes would wait for window forever.
+	cfg, addr, _ := rawServerWith(t, func(nch ssh.NewChannel) {
+		ch, reqs, err := nch.Accept()
+		if err != nil {
+			return
+		}
+		go ssh.DiscardRequests(reqs)
+		defer ch.Close()
+		if _, err := ch.Stderr().Write(make([]byte, 8<<20)); err != nil {
+			return
+		}
+		io.WriteString(ch, "data after stderr")
+		ch.CloseWrite()
+	})
+	s := dial(t, addr, cfg)
+	ch, err := s.OpenForward(testContext(t), "127.0.0.1", 80, "localhost", 1)
+	require.NoError(t, err)
+	defer ch.Close()
+	require.NoError(t, ch.SetReadDeadline(time.Now().Add(testTimeout)))
+	got, err := io.ReadAll(ch)
+	require.NoError(t, err)
+	assert.Equal(t, "data after stderr", string(got))
 }

@@ -248,6 +248,12 @@ func TestUnsolicitedForwardIsRefused(t *testing.T) {
 // test, for opening channels towards a Session.
 func rawServer(t testing.TB) (*ssh.ClientConfig, string, <-chan ssh.Conn) {
 	t.Helper()
+	return rawServerWith(t, func(nch ssh.NewChannel) { nch.Reject(ssh.Prohibited, "no") })
+}
+
+// rawServerWith is rawServer with handle serving the channels clients open.
+func rawServerWith(t testing.TB, handle func(ssh.NewChannel)) (*ssh.ClientConfig, string, <-chan ssh.Conn) {
+	t.Helper()
 	host := newSigner(t)
 	client := newSigner(t)
 	sc := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
@@ -269,7 +275,7 @@ func rawServer(t testing.TB) (*ssh.ClientConfig, string, <-chan ssh.Conn) {
 		go ssh.DiscardRequests(reqs)
 		go func() {
 			for nch := range chans {
-				nch.Reject(ssh.Prohibited, "no")
+				go handle(nch)
 			}
 		}()
 		conns <- conn
@@ -405,4 +411,31 @@ func TestOpenSSHClientAgainstSSHTest(t *testing.T) {
 		return err == nil
 	}, 10*time.Second, 50*time.Millisecond)
 	dialHash(t, lport, randomBytes(t, 1<<20))
+}
+
+func TestAcceptEndsWhenServerGoes(t *testing.T) {
+	d, s := startSSHD(t)
+	_, err := s.ListenForward(testContext(t), "127.0.0.1", 0)
+	require.NoError(t, err)
+	ln, err := s.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	errs := make(chan error, 2)
+	go func() {
+		_, _, err := s.AcceptForward(context.Background())
+		errs <- err
+	}()
+	go func() {
+		_, err := ln.Accept()
+		errs <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	d.Stop()
+	for range 2 {
+		select {
+		case err := <-errs:
+			assert.ErrorIs(t, err, net.ErrClosed)
+		case <-time.After(10 * time.Second):
+			t.Fatal("Accept did not return after the server went away")
+		}
+	}
 }

@@ -41,7 +41,8 @@ type closeWriter interface {
 //
 // Relay returns the first error that is neither io.EOF nor net.ErrClosed, or
 // nil; errors from the final Close calls are not reported, since by then both
-// directions have ended. It starts two goroutines and waits for both.
+// directions have ended. It copies one direction itself and the other in a
+// goroutine it waits for.
 func Relay(a, b io.ReadWriteCloser) error {
 	var closeOnce sync.Once
 	closeBoth := func() {
@@ -67,33 +68,52 @@ func Relay(a, b io.ReadWriteCloser) error {
 	}
 
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		oneWay(b, a, fail)
 	}()
-	go func() {
-		defer wg.Done()
-		oneWay(a, b, fail)
-	}()
+	oneWay(a, b, fail)
 	wg.Wait()
 	closeBoth()
 	return firstErr
 }
 
+// idleBufSize is the size of the buffer a direction waits with. Most of a
+// relay's life is spent waiting, so it waits on a small buffer and takes a
+// full-size one from the pool only while data keeps coming: thousands of
+// idle relays then hold almost no copy buffers.
+const idleBufSize = 2 << 10
+
 // oneWay copies src to dst until src ends. A clean EOF is passed on with
 // CloseWrite; anything else goes to fail, which closes both sides.
 func oneWay(dst io.Writer, src io.Reader, fail func(error)) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	small := make([]byte, idleBufSize)
+	var big *[]byte // held only while reads keep filling their buffer
+	defer func() {
+		if big != nil {
+			bufPool.Put(big)
+		}
+	}()
 	for {
+		buf := small
+		if big != nil {
+			buf = *big
+		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				fail(werr)
 				return
 			}
+		}
+		switch {
+		case big == nil && n == len(buf):
+			big = bufPool.Get().(*[]byte)
+		case big != nil && n < len(buf):
+			// Caught up with the sender: the next read may wait.
+			bufPool.Put(big)
+			big = nil
 		}
 		if rerr == nil {
 			continue
