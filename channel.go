@@ -10,16 +10,14 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd/internal/bufpool"
 )
 
-// chunkSize is the size of a Channel's read and write buffers: one SSH packet
-// of the usual 32 KiB maximum payload.
-const chunkSize = 32 << 10
-
-const writeChunk = 256 << 10
-
-// chunksPerDirection is how many buffers a Channel uses in each direction;
-// two let the caller fill (or drain) one while the other is on the wire.
+// chunksPerDirection is how many buffers a Channel has in flight in each
+// direction; two let the caller fill (or drain) one while the other is on
+// the wire. Buffers come from bufpool and go back as soon as they are
+// drained, so an idle Channel holds at most a small one.
 const chunksPerDirection = 2
 
 // Channel is one forwarded stream: an SSH channel of type direct-tcpip,
@@ -51,16 +49,16 @@ type Channel struct {
 
 	readMu    sync.Mutex // serializes Read; guards everything down to readErr
 	readStart sync.Once
-	filled    chan []byte // chunks read from ch, in order
-	empty     chan []byte // chunks handed back to readLoop; nil means not yet allocated
-	unread    []byte      // the part of the current chunk that Read has not returned
-	chunk     []byte      // the current chunk, to give back once unread is empty
-	readErr   error       // why readLoop stopped; written before it closes filled
+	filled    chan []byte   // chunks read from ch, in order
+	tokens    chan struct{} // one per chunk readLoop may fill before Read drains one
+	unread    []byte        // the part of the current chunk that Read has not returned
+	chunk     []byte        // the current chunk, to give back once unread is empty
+	readErr   error         // why readLoop stopped; written before it closes filled
 
 	writeMu    sync.Mutex // serializes Write and CloseWrite; guards everything down to eofSent
 	writeStart sync.Once
 	queued     chan []byte   // chunks for writeLoop, in order
-	free       chan []byte   // chunks writeLoop is done with; nil means not yet allocated
+	free       chan []byte   // chunks writeLoop is done with; nil means none taken from the pool yet
 	writeFail  chan struct{} // closed by writeLoop once a write failed
 	writeErr   error         // why writeLoop stopped; written before it closes writeFail
 	eofSent    bool
@@ -134,8 +132,9 @@ func (c *Channel) Read(p []byte) (int, error) {
 	}
 	if len(c.unread) == 0 {
 		if c.chunk != nil {
-			c.empty <- c.chunk
+			bufpool.Put(c.chunk)
 			c.chunk = nil
+			c.tokens <- struct{}{}
 		}
 		c.readStart.Do(c.startReader)
 		select {
@@ -157,9 +156,9 @@ func (c *Channel) Read(p []byte) (int, error) {
 
 func (c *Channel) startReader() {
 	c.filled = make(chan []byte, chunksPerDirection)
-	c.empty = make(chan []byte, chunksPerDirection)
+	c.tokens = make(chan struct{}, chunksPerDirection)
 	for range chunksPerDirection {
-		c.empty <- nil
+		c.tokens <- struct{}{}
 	}
 	if !c.owner.spawn(c.readLoop) {
 		c.readErr = c.opError("read", net.ErrClosed)
@@ -169,18 +168,20 @@ func (c *Channel) startReader() {
 
 func (c *Channel) readLoop() {
 	defer close(c.filled)
+	size := bufpool.Small // until reads fill their buffer: an idle wait holds little
 	for {
-		var buf []byte
 		select {
-		case buf = <-c.empty:
+		case <-c.tokens:
 		case <-c.done:
 			c.readErr = c.opError("read", net.ErrClosed)
 			return
 		}
-		if buf == nil {
-			buf = make([]byte, chunkSize)
+		buf := bufpool.Get(size)
+		n, err := c.ch.Read(buf)
+		size = bufpool.Small
+		if n == len(buf) {
+			size = bufpool.Packet
 		}
-		n, err := c.ch.Read(buf[:cap(buf)])
 		if n > 0 {
 			select {
 			case c.filled <- buf[:n]:
@@ -188,6 +189,9 @@ func (c *Channel) readLoop() {
 				c.readErr = c.opError("read", net.ErrClosed)
 				return
 			}
+		} else {
+			bufpool.Put(buf)
+			c.tokens <- struct{}{}
 		}
 		if err != nil {
 			c.readErr = err
@@ -220,7 +224,7 @@ func (c *Channel) Write(p []byte) (int, error) {
 			return n, err
 		}
 		if buf == nil {
-			buf = make([]byte, writeChunk)
+			buf = bufpool.Get(len(p) - n)
 		}
 		m := copy(buf[:cap(buf)], p[n:])
 		c.queued <- buf[:m]
@@ -275,13 +279,13 @@ func (c *Channel) takeFree() ([]byte, error) {
 	}
 }
 
-// flush waits until writeLoop has written every queued chunk.
+// flush waits until writeLoop has written every queued chunk, and gives
+// the buffers back to the pool.
 func (c *Channel) flush() error {
-	var held [chunksPerDirection][]byte
 	n := 0
 	defer func() {
-		for _, b := range held[:n] {
-			c.free <- b
+		for range n {
+			c.free <- nil
 		}
 	}()
 	for n < chunksPerDirection {
@@ -289,7 +293,9 @@ func (c *Channel) flush() error {
 		if err != nil {
 			return err
 		}
-		held[n] = b
+		if b != nil {
+			bufpool.Put(b)
+		}
 		n++
 	}
 	return nil

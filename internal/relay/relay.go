@@ -10,19 +10,9 @@ import (
 	"io"
 	"net"
 	"sync"
+
+	"github.com/sshfwd/sshfwd/internal/bufpool"
 )
-
-// bufSize is the size of the copy buffers: one SSH packet of the usual 32 KiB
-// maximum payload.
-const bufSize = 32 << 10
-
-// bufPool holds copy buffers, shared by every Relay in the process.
-var bufPool = sync.Pool{
-	New: func() any {
-		b := make([]byte, bufSize)
-		return &b
-	},
-}
 
 // closeWriter is implemented by ssh.Channel, *net.TCPConn, *net.UnixConn and
 // *sshfwd.Channel.
@@ -79,26 +69,25 @@ func Relay(a, b io.ReadWriteCloser) error {
 	return firstErr
 }
 
-// idleBufSize is the size of the buffer a direction waits with. Most of a
-// relay's life is spent waiting, so it waits on a small buffer and takes a
-// full-size one from the pool only while data keeps coming: thousands of
-// idle relays then hold almost no copy buffers.
-const idleBufSize = 2 << 10
-
 // oneWay copies src to dst until src ends. A clean EOF is passed on with
 // CloseWrite; anything else goes to fail, which closes both sides.
+//
+// Most of a relay's life is spent waiting, so it waits on a small buffer and
+// takes a packet-sized one only while data keeps coming: thousands of idle
+// relays then hold almost no copy buffers.
 func oneWay(dst io.Writer, src io.Reader, fail func(error)) {
-	small := make([]byte, idleBufSize)
-	var big *[]byte // held only while reads keep filling their buffer
+	small := bufpool.Get(bufpool.Small)
+	var big []byte // held only while reads keep filling their buffer
 	defer func() {
+		bufpool.Put(small)
 		if big != nil {
-			bufPool.Put(big)
+			bufpool.Put(big)
 		}
 	}()
 	for {
 		buf := small
 		if big != nil {
-			buf = *big
+			buf = big
 		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
@@ -109,10 +98,10 @@ func oneWay(dst io.Writer, src io.Reader, fail func(error)) {
 		}
 		switch {
 		case big == nil && n == len(buf):
-			big = bufPool.Get().(*[]byte)
+			big = bufpool.Get(bufpool.Packet)
 		case big != nil && n < len(buf):
 			// Caught up with the sender: the next read may wait.
-			bufPool.Put(big)
+			bufpool.Put(big)
 			big = nil
 		}
 		if rerr == nil {
