@@ -1,7 +1,6 @@
 package sshfwd
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -424,13 +423,3 @@ func networkOf(a net.Addr) string {
 var errPeerClosed = fmt.Errorf("sshfwd: channel closed by peer: %w", io.EOF)
 
 var _ net.Conn = (*Channel)(nil)
-
-// closeWriter is what the forwarding helpers need of both ends to pass on
-// half-closes.
-type closeWriter interface {
-	CloseWrite() error
-}
-
-var _ closeWriter = (*Channel)(nil)
-
-func isEOF(err error) bool { return errors.Is(err, io.EOF) }
