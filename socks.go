@@ -36,9 +36,10 @@ const socksHandshakeTimeout = 30 * time.Second
 // the server refuses gets the matching SOCKS reply: "connection not allowed
 // by ruleset" when the server prohibits it (OpenSSH's PermitOpen), "connection
 // refused", "host unreachable" or "network unreachable" when the server
-// could not connect, "general failure" otherwise; SOCKS4 clients are simply
-// rejected. BIND and UDP ASSOCIATE are answered "command not supported".
-// Problems with single clients are answered to them and not reported.
+// could not connect, "general failure" otherwise; a SOCKS4 client gets
+// "rejected" (0x5B) for each of them. BIND and UDP ASSOCIATE are answered
+// "command not supported". Problems with single clients are answered to
+// them and not reported. ServeSOCKS may run on several listeners at once.
 //
 // ServeSOCKS blocks until ctx ends, the Session ends or ln.Accept fails. It
 // closes ln in every case (closing is what stops Accept), closes the

@@ -58,6 +58,7 @@ var debianPackages = map[string]string{
 	"xdpyinfo":   "x11-utils",
 	"xprop":      "x11-utils",
 	"xwininfo":   "x11-utils",
+	"curl":       "curl",
 }
 
 // Require checks that each binary in paths exists and is executable. A path
