@@ -1,7 +1,6 @@
 package sshfwd
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/subtle"
@@ -32,12 +31,15 @@ const cookieLen = 16
 // connection setup, and how long the local display may take to accept it.
 const setupTimeout = 10 * time.Second
 
-// X11Request is what an x11-req (RFC 4254 6.3.1) asks of the server.
+// X11Request is what an x11-req (RFC 4254 6.3.1) asks of the server: to
+// set up a display for a remote session, whose X clients the server sends
+// back on x11 channels. The zero value asks for any number of X clients on
+// screen 0, authorized by a fresh MIT-MAGIC-COOKIE-1 cookie.
 type X11Request struct {
-	SingleConnection bool
+	SingleConnection bool   // forward the first X client only
 	AuthProtocol     string // "" means MIT-MAGIC-COOKIE-1
 	AuthCookie       string // "" means a fresh random 128-bit cookie, hex
-	ScreenNumber     int
+	ScreenNumber     int    // the screen in the DISPLAY the server sets
 }
 
 // RequestX11 asks the server to forward X11 connections of the remote
@@ -190,6 +192,9 @@ func (s *Session) ForwardX11Single(ctx context.Context, sess *ssh.Session, displ
 }
 
 func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display string, single bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if display == "" {
 		display = os.Getenv("DISPLAY")
 		if display == "" {
@@ -250,8 +255,9 @@ func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display s
 	return nil
 }
 
-// dropX11 ends a ForwardX11: the x11 channels that arrive after it go to
-// AcceptX11, or are refused if no other ForwardX11 is active.
+// dropX11 ends a ForwardX11. X clients that carry its cookie after that
+// are refused while another ForwardX11 is active, and otherwise wait for
+// AcceptX11 like those of RequestX11.
 func (s *Session) dropX11(f *x11Forward) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -281,7 +287,7 @@ func lookupAuth(d x11.Display) (x11.AuthEntry, error) {
 		return x11.AuthEntry{}, err
 	}
 	defer file.Close()
-	entries, err := x11.ReadAuthority(bufio.NewReader(file))
+	entries, err := x11.ReadAuthority(file)
 	if err != nil {
 		return x11.AuthEntry{}, fmt.Errorf("%s: %w", path, err)
 	}

@@ -112,11 +112,11 @@ func TestSessionRefusals(t *testing.T) {
 		payload []byte
 		want    bool
 	}{
-		{"x11-req", wire.X11Req, ssh.Marshal(&wire.X11ReqMsg{AuthProtocol: "MIT-MAGIC-COOKIE-1", AuthCookie: "00"}), false},
 		{"malformed exec", wire.Exec, []byte{0, 0, 0, 9, 'x'}, false},
 		{"malformed env", wire.Env, []byte{1}, false},
 		{"exec", wire.Exec, ssh.Marshal(&wire.ExecMsg{Command: "cat"}), true},
 		{"second exec", wire.Exec, ssh.Marshal(&wire.ExecMsg{Command: "true"}), false},
+		{"x11-req after exec", wire.X11Req, ssh.Marshal(&wire.X11ReqMsg{AuthProtocol: "MIT-MAGIC-COOKIE-1", AuthCookie: "00"}), false},
 		{"env after exec", wire.Env, ssh.Marshal(&wire.EnvMsg{Name: "A", Value: "b"}), false},
 		{"unknown", "no-such-request@example.com", nil, false},
 	} {

@@ -167,6 +167,12 @@ func (x *Xvfb) start(n int) error {
 	x.mu.Unlock()
 
 	err = waitReady(p, func() error {
+		// Another test process may have started an Xvfb on the same
+		// display a moment earlier; its socket would answer too. The
+		// lock file says whose display it is.
+		if b, err := os.ReadFile(lockFile(n)); err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(p.cmd.Process.Pid) {
+			return fmt.Errorf("display :%d is not locked by our Xvfb yet", n)
+		}
 		c, err := net.DialTimeout("unix", x.Socket, time.Second)
 		if err != nil {
 			return err
