@@ -30,6 +30,13 @@
 //	timeout_ms arguments                      a context.Context
 //	SSH_OK / SSH_ERROR / ssh_get_error        error; refusals wrap *ssh.OpenChannelError
 //
+// Beyond libssh, the helpers do what OpenSSH's client does: ForwardLocal
+// (ssh -L), ForwardRemote (ssh -R), ServeSOCKS (ssh -D), DialSSH (ssh -J),
+// ForwardX11 (ssh -X, with cookie substitution), KeepAlive
+// (ServerAliveInterval) and a Supervisor that reconnects and sets the
+// forwards up again, as autossh does. DialContext and Listen give standard
+// net types for tcp and unix.
+//
 // A Session claims the incoming channel types forwarded-tcpip,
 // forwarded-streamlocal@openssh.com and x11 on its client and routes each
 // channel to the Listener or AcceptForward queue it belongs to; channels for

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/net/proxy"
+
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
@@ -276,4 +278,46 @@ func ExampleSession_DialSSH() {
 	}
 	fmt.Print(string(out))
 	// Output: inside
+}
+
+// ServeSOCKS is ssh -D: a local SOCKS server whose connections the SSH
+// server makes. Here golang.org/x/net/proxy is the SOCKS5 client.
+func ExampleSession_ServeSOCKS() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "reached through -D")
+	}))
+	defer web.Close()
+	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ServeSOCKS(ctx, ln) }()
+
+	socks, err := proxy.SOCKS5("tcp", ln.Addr().String(), nil, proxy.Direct)
+	if err != nil {
+		log.Fatal(err)
+	}
+	transport := &http.Transport{Dial: socks.Dial, DisableKeepAlives: true}
+	resp, err := (&http.Client{Transport: transport}).Get(web.URL)
+	if err != nil {
+		log.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(body))
+	stop()
+	fmt.Println(<-done)
+	// Output:
+	// reached through -D
+	// context canceled
 }

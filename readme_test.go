@@ -13,13 +13,16 @@ import (
 
 // TestReadmeExamplesAreTested checks that every Go snippet in README.md
 // stands, line for line, in a test file of this repository, where an
-// Example or a test runs it.
+// Example or a test runs it, or in an example program, which its own test
+// runs.
 func TestReadmeExamplesAreTested(t *testing.T) {
 	readme, err := os.ReadFile("README.md")
 	require.NoError(t, err)
 	var sources []string
 	require.NoError(t, filepath.WalkDir(".", func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, "_test.go") {
+		tested := strings.HasSuffix(path, "_test.go") ||
+			(strings.HasPrefix(path, "examples"+string(filepath.Separator)) && filepath.Base(path) == "main.go")
+		if err == nil && !d.IsDir() && tested {
 			b, err := os.ReadFile(path)
 			if err == nil {
 				sources = append(sources, string(b))
