@@ -1,0 +1,128 @@
+package sshfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sshfwd/sshfwd/internal/socks"
+)
+
+// connectFunc returns the local end for a channel forwarded back by the
+// server.
+type connectFunc func(ctx context.Context, ch *Channel) (net.Conn, error)
+
+// ServeRemoteSOCKS does what ssh -R [bind_address:]port does with no
+// destination (OpenSSH 7.6 and later): the server listens on remoteAddr,
+// "host:port" (an empty host means every address the server allows) or an
+// absolute Unix socket path, and this client is a SOCKS4, SOCKS4a and SOCKS5
+// proxy for every connection made to it. Each client's CONNECT destination
+// is dialed from here, with a net.Dialer, and data is relayed both ways with
+// exact half-close. Host names are resolved here. Anyone who can reach the
+// remote port can reach whatever this machine can: bind it to loopback on
+// the server unless that is what is wanted.
+//
+// A destination that cannot be reached gets the matching SOCKS reply
+// ("connection refused", "host unreachable", "network unreachable", "general
+// failure"); BIND and UDP ASSOCIATE get "command not supported".
+//
+// ServeRemoteSOCKS returns when ctx ends (with ctx.Err()) or the Session
+// ends (with an error matching net.ErrClosed), after cancelling the forward
+// and closing every connection it relayed. A forward the server refuses
+// fails at once, wrapping ErrRequestDenied.
+func (s *Session) ServeRemoteSOCKS(ctx context.Context, remoteAddr string) error {
+	ln, err := s.listenRemote(remoteAddr)
+	if err != nil {
+		return fmt.Errorf("sshfwd: ServeRemoteSOCKS: %w", err)
+	}
+	return wrapForwardErr("ServeRemoteSOCKS", s.serveRemote(ctx, ln, socksConnect))
+}
+
+// listenRemote asks the server to listen on remoteAddr: a Unix socket path
+// when it begins with "/", else host:port.
+func (s *Session) listenRemote(remoteAddr string) (*Listener, error) {
+	network := "tcp"
+	if strings.HasPrefix(remoteAddr, "/") {
+		network = "unix"
+	}
+	ln, err := s.Listen(network, remoteAddr)
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*Listener), nil
+}
+
+// serveRemote relays every connection that arrives on ln to what connect
+// returns for it, until ctx or the Session ends; then it closes ln.
+func (s *Session) serveRemote(ctx context.Context, ln *Listener, connect connectFunc) error {
+	defer ln.Close()
+	var open tunnelSet
+	return s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+		ch := c.(*Channel)
+		local, err := connect(ctx, ch)
+		if err != nil {
+			ch.Close()
+			return
+		}
+		open.relay(ch, local)
+	})
+}
+
+// socksConnect reads a SOCKS request from ch, connects to its destination
+// from this machine and answers; the connection is returned once the client
+// has been told it succeeded.
+func socksConnect(ctx context.Context, ch *Channel) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, socksHandshakeTimeout)
+	defer cancel()
+	if err := ch.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
+		return nil, err
+	}
+	req, err := socks.ReadRequest(ch, ch)
+	if err != nil {
+		var re *socks.RequestError
+		if errors.As(err, &re) && re.Version != 0 {
+			socks.WriteReply(ch, re.Version, re.Reply, netip.AddrPort{})
+		}
+		return nil, err
+	}
+	if req.Command != socks.Connect {
+		socks.WriteReply(ch, req.Version, socks.CommandNotSupported, netip.AddrPort{})
+		return nil, fmt.Errorf("sshfwd: SOCKS %v not supported", req.Command)
+	}
+	var d net.Dialer
+	local, err := d.DialContext(ctx, "tcp", net.JoinHostPort(req.Host, strconv.Itoa(req.Port)))
+	if err != nil {
+		socks.WriteReply(ch, req.Version, dialReply(err), netip.AddrPort{})
+		return nil, err
+	}
+	var bound netip.AddrPort
+	if a, ok := local.LocalAddr().(*net.TCPAddr); ok && (req.Version == socks.Version5 || a.IP.To4() != nil) {
+		bound = a.AddrPort()
+	}
+	if err := errors.Join(socks.WriteReply(ch, req.Version, socks.Succeeded, bound), ch.SetDeadline(time.Time{})); err != nil {
+		local.Close()
+		return nil, err
+	}
+	return local, nil
+}
+
+// dialReply chooses the SOCKS5 reply for a failed local dial.
+func dialReply(err error) socks.Reply {
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return socks.ConnectionRefused
+	case errors.Is(err, syscall.ENETUNREACH):
+		return socks.NetworkUnreachable
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.As(err, &dns), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		return socks.HostUnreachable
+	}
+	return socks.GeneralFailure
+}

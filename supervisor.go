@@ -1,0 +1,402 @@
+package sshfwd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults of the Supervisor fields left zero.
+const (
+	defaultKeepAliveInterval = 30 * time.Second
+	defaultMinBackoff        = time.Second
+	defaultMaxBackoff        = time.Minute
+	defaultDialTimeout       = 30 * time.Second
+)
+
+// LocalForward is an ssh -L forward for a Supervisor: connections accepted on
+// Listener are forwarded through the server to RemoteAddr, "host:port" or an
+// absolute Unix socket path on the server.
+type LocalForward struct {
+	// Listener belongs to the caller, who closes it after Run returns; it
+	// stays open across reconnects, so connections made while the
+	// Supervisor redials wait in its backlog. It must support SetDeadline
+	// (*net.TCPListener and *net.UnixListener do): Run uses a deadline to
+	// interrupt Accept, and closes listeners without one.
+	Listener   net.Listener
+	RemoteAddr string
+}
+
+// RemoteForward is an ssh -R forward for a Supervisor: the server listens
+// on RemoteAddr, "host:port" or an absolute Unix socket path on the server
+// ("" as host means every address the server allows; port 0 lets it
+// choose), and connections to it are connected here to LocalAddr,
+// "host:port" or a Unix socket path. An empty LocalAddr makes this client a
+// SOCKS proxy for them, as ServeRemoteSOCKS does.
+type RemoteForward struct {
+	RemoteAddr string
+	LocalAddr  string
+}
+
+// String describes f for logs and errors: "remote -> local", or
+// "remote (SOCKS)".
+func (f RemoteForward) String() string {
+	if f.LocalAddr == "" {
+		return f.RemoteAddr + " (SOCKS)"
+	}
+	return f.RemoteAddr + " -> " + f.LocalAddr
+}
+
+// DynamicForward is an ssh -D forward for a Supervisor: a SOCKS proxy on
+// Listener whose connections leave through the server, as ServeSOCKS does.
+// Listener is owned by the caller as in LocalForward.
+type DynamicForward struct {
+	Listener net.Listener
+}
+
+// Supervisor keeps a set of forwards up over an SSH connection that it
+// redials whenever it is lost, as autossh does for ssh -N: it dials, starts
+// every forward and a keepalive, waits until the connection dies, then
+// redials after a backoff and sets every forward up again. The zero value of
+// every field but Dial is usable. Fields must not change while Run runs.
+type Supervisor struct {
+	// Dial connects a new Session, for the first connection and every
+	// reconnect; ctx bounds one attempt (DialTimeout). It may reach the
+	// server through another Session (ssh -J) with DialSSH; Run closes the
+	// Session Dial returns, so Dial must arrange for such an outer Session
+	// to be closed with it.
+	Dial func(ctx context.Context) (*Session, error)
+
+	LocalForwards   []LocalForward
+	RemoteForwards  []RemoteForward
+	DynamicForwards []DynamicForward
+
+	// KeepAliveInterval and KeepAliveCountMax are passed to KeepAlive on
+	// every connection (OpenSSH's ServerAliveInterval and
+	// ServerAliveCountMax). Zero means 30 s and 3; a negative interval
+	// turns keepalives off, leaving a silent server to TCP to notice.
+	KeepAliveInterval time.Duration
+	KeepAliveCountMax int
+
+	// MinBackoff is the wait before the first redial after a connection is
+	// lost, doubling after every failed attempt up to MaxBackoff. Each wait
+	// is shortened by a random 0-20%, so that many clients cut off
+	// together do not redial in step. Zero means 1 s and 1 min.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+
+	// DialTimeout bounds each call of Dial; zero means 30 s.
+	DialTimeout time.Duration
+
+	// ExitOnForwardFailure makes Run return an error when a forward cannot
+	// be set up, on any connection, as OpenSSH's option of that name does:
+	// a remote forward the server refuses, or a listener that fails.
+	// Otherwise the failure is logged and a refused remote forward is asked
+	// for again, with backoff, while the connection lasts.
+	ExitOnForwardFailure bool
+
+	// AllocatedPortCallback, if not nil, is called each time the server
+	// binds a RemoteForward whose port is 0, with the port it chose; the
+	// port may differ on every connection.
+	AllocatedPortCallback func(f RemoteForward, port int)
+
+	// Logf, if not nil, receives a line for each connection lost, redial
+	// and forward failure. nil keeps Run silent.
+	Logf func(format string, args ...any)
+}
+
+// Run dials, keeps every forward up and redials when the connection is lost,
+// until ctx ends; then it closes the Session, stops every forward and
+// returns ctx.Err() once every goroutine it started has returned. The
+// listeners of LocalForwards and DynamicForwards stay open.
+//
+// Run returns early with an error when the configuration is unusable (no
+// Dial, or an address that does not parse), when the first Dial fails (as
+// ssh itself, or autossh's first attempt, gives up on an unreachable or
+// wrong server), and with ExitOnForwardFailure when a forward fails. Later
+// dial failures are logged and retried.
+func (sv *Supervisor) Run(ctx context.Context) error {
+	if err := sv.check(); err != nil {
+		return err
+	}
+	s, err := sv.dial(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		if err := sv.serve(ctx, s); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for attempt := 0; ; attempt++ {
+			wait := sv.backoff(attempt)
+			if attempt == 0 {
+				sv.logf("connection lost; reconnecting in %s", seconds(wait))
+			}
+			if !sleep(ctx, wait) {
+				return ctx.Err()
+			}
+			if s, err = sv.dial(ctx); err == nil {
+				sv.logf("reconnected")
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sv.logf("reconnect failed: %v; retrying in %s", err, seconds(sv.backoff(attempt+1)))
+		}
+	}
+}
+
+// check reports configuration errors that no reconnect can fix.
+func (sv *Supervisor) check() error {
+	var errs []error
+	if sv.Dial == nil {
+		errs = append(errs, errors.New("no Dial function"))
+	}
+	for _, f := range sv.LocalForwards {
+		if f.Listener == nil {
+			errs = append(errs, fmt.Errorf("local forward to %s: nil Listener", f.RemoteAddr))
+		}
+		if _, err := parseDestination(f.RemoteAddr); err != nil {
+			errs = append(errs, fmt.Errorf("local forward to %s: %w", f.RemoteAddr, err))
+		}
+	}
+	for _, f := range sv.RemoteForwards {
+		if err := checkListenAddr(f.RemoteAddr); err != nil {
+			errs = append(errs, fmt.Errorf("remote forward %s: %w", f, err))
+		}
+		if _, err := localConnector(f.LocalAddr); err != nil {
+			errs = append(errs, fmt.Errorf("remote forward %s: %w", f, err))
+		}
+	}
+	for _, f := range sv.DynamicForwards {
+		if f.Listener == nil {
+			errs = append(errs, errors.New("dynamic forward: nil Listener"))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sshfwd: Supervisor: %w", err)
+	}
+	return nil
+}
+
+// checkListenAddr checks a remote listen address as Session.Listen will.
+func checkListenAddr(addr string) error {
+	if strings.HasPrefix(addr, "/") {
+		return checkHost("socket path", addr)
+	}
+	host, port, err := splitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	return errors.Join(checkString("address", host), checkPort("port", port, 0))
+}
+
+// localConnector returns how a remote forward connects its channels here:
+// by dialing addr, a Unix socket path or host:port, or, when addr is empty,
+// as a SOCKS proxy.
+func localConnector(addr string) (connectFunc, error) {
+	if addr == "" {
+		return socksConnect, nil
+	}
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	} else if _, _, err := splitHostPort(addr); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, _ *Channel) (net.Conn, error) {
+		var d net.Dialer
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return d.DialContext(ctx, network, addr)
+	}, nil
+}
+
+// dial calls Dial once, bounded by DialTimeout.
+func (sv *Supervisor) dial(ctx context.Context) (*Session, error) {
+	timeout := sv.DialTimeout
+	if timeout <= 0 {
+		timeout = defaultDialTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := sv.Dial(dctx)
+	if err == nil && s == nil {
+		err = errors.New("sshfwd: Supervisor: Dial returned no Session")
+	}
+	return s, err
+}
+
+// serve runs the keepalive and every forward on s until s ends or ctx does,
+// then closes s and waits for all of them. It returns an error only when Run
+// must stop: ExitOnForwardFailure and a forward failed.
+func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// failed has room for one error per goroutine that can send one, so
+	// that none of them waits for serve.
+	failed := make(chan error, len(sv.LocalForwards)+len(sv.RemoteForwards)+len(sv.DynamicForwards))
+	var wg sync.WaitGroup
+	run := func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	}
+	fail := func(what string, err error) {
+		if ctx.Err() != nil || isClosed(s.done) {
+			return
+		}
+		sv.logf("%s failed: %v", what, err)
+		if sv.ExitOnForwardFailure {
+			failed <- fmt.Errorf("sshfwd: %s: %w", what, err)
+		}
+	}
+
+	if sv.KeepAliveInterval >= 0 {
+		run(func() {
+			interval := sv.KeepAliveInterval
+			if interval == 0 {
+				interval = defaultKeepAliveInterval
+			}
+			if err := s.KeepAlive(ctx, interval, sv.KeepAliveCountMax); errors.Is(err, ErrKeepAliveTimeout) {
+				sv.logf("%v", err)
+			}
+		})
+	}
+	for _, f := range sv.LocalForwards {
+		run(func() {
+			fail("local forward "+f.Listener.Addr().String()+" -> "+f.RemoteAddr, s.ForwardLocal(ctx, f.Listener, f.RemoteAddr))
+		})
+	}
+	for _, f := range sv.DynamicForwards {
+		run(func() {
+			// ServeSOCKS closes its listener; lend it one whose Close only
+			// interrupts Accept, and make the caller's usable again after.
+			ln := &lentListener{f.Listener}
+			err := s.ServeSOCKS(ctx, ln)
+			ln.restore()
+			fail("dynamic forward "+f.Listener.Addr().String(), err)
+		})
+	}
+	for _, f := range sv.RemoteForwards {
+		run(func() {
+			if err := sv.remoteForward(ctx, s, f); err != nil {
+				fail("remote forward "+f.String(), err)
+			}
+		})
+	}
+
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+	case err = <-failed:
+	}
+	cancel()
+	s.Close()
+	wg.Wait()
+	return err
+}
+
+// remoteForward sets up f on s and serves it until ctx or s ends. A forward
+// the server refuses is asked for again with backoff, unless
+// ExitOnForwardFailure makes the refusal the error returned.
+func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteForward) error {
+	connect, err := localConnector(f.LocalAddr)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		ln, err := s.listenRemote(f.RemoteAddr)
+		if err == nil {
+			if _, port, _ := splitHostPort(f.RemoteAddr); !ln.f.unix && port == 0 && sv.AllocatedPortCallback != nil {
+				sv.AllocatedPortCallback(f, ln.f.boundPort())
+			}
+			return s.serveRemote(ctx, ln, connect)
+		}
+		if sv.ExitOnForwardFailure || ctx.Err() != nil || isClosed(s.done) {
+			return err
+		}
+		wait := sv.backoff(attempt)
+		sv.logf("remote forward %s failed: %v; retrying in %s", f, err, seconds(wait))
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// backoff returns the wait before redial attempt n, counted from 0.
+func (sv *Supervisor) backoff(n int) time.Duration {
+	lo, hi := sv.MinBackoff, sv.MaxBackoff
+	if lo <= 0 {
+		lo = defaultMinBackoff
+	}
+	if hi <= 0 {
+		hi = defaultMaxBackoff
+	}
+	d := min(lo, hi)
+	for range n {
+		if d >= hi/2 {
+			d = hi
+			break
+		}
+		d *= 2
+	}
+	return d - rand.N(d/5+1)
+}
+
+func (sv *Supervisor) logf(format string, args ...any) {
+	if sv.Logf != nil {
+		sv.Logf(format, args...)
+	}
+}
+
+// seconds formats d for the log, in seconds to the hundredth: "1.5s".
+func seconds(d time.Duration) string {
+	return strconv.FormatFloat(d.Round(10*time.Millisecond).Seconds(), 'f', -1, 64) + "s"
+}
+
+// sleep waits for d, or less if ctx ends first, and reports whether ctx is
+// still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// lentListener is a listener lent to a server that closes what it serves:
+// Close only interrupts Accept, as ForwardLocal does to stop, so the
+// listener stays open for the next connection.
+type lentListener struct {
+	net.Listener
+}
+
+// Close makes a pending and every later Accept fail.
+func (l *lentListener) Close() error {
+	interruptAccept(l.Listener)
+	return nil
+}
+
+// restore clears the deadline Close set, so that Accept works again.
+func (l *lentListener) restore() {
+	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
+		d.SetDeadline(time.Time{})
+	}
+}

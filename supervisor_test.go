@@ -1,0 +1,328 @@
+package sshfwd_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd"
+	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/sshtest"
+)
+
+// logLines collects a Supervisor's log for the test to look at.
+type logLines struct {
+	t     testing.TB
+	mu    sync.Mutex // guards lines
+	lines []string
+}
+
+func (l *logLines) Logf(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	l.t.Log("supervisor: " + line)
+	l.mu.Lock()
+	l.lines = append(l.lines, line)
+	l.mu.Unlock()
+}
+
+// count returns how many lines contain s.
+func (l *logLines) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+// runSupervisor runs sv until the test ends and checks then that Run
+// returns ctx's error; the returned channel reports an early return.
+func runSupervisor(t *testing.T, sv *sshfwd.Supervisor) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.ErrorIs(t, err, context.Canceled)
+		case <-time.After(testTimeout):
+			t.Error("Run did not return when its context ended")
+		}
+	})
+	return done
+}
+
+// fastRetries makes a Supervisor notice and redial quickly.
+func fastRetries(sv *sshfwd.Supervisor) *sshfwd.Supervisor {
+	sv.KeepAliveInterval = 200 * time.Millisecond
+	sv.MinBackoff = 50 * time.Millisecond
+	sv.MaxBackoff = 200 * time.Millisecond
+	return sv
+}
+
+// eventuallyRoundTrip waits until a connection to addr makes a half-close
+// round trip: connections made while a forward is down may fail.
+func eventuallyRoundTrip(t *testing.T, addr string, data []byte) {
+	t.Helper()
+	var last error
+	ok := assert.Eventually(t, func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			last = err
+			return false
+		}
+		defer c.Close()
+		last = roundTrip(c, data)
+		return last == nil
+	}, testTimeout, 50*time.Millisecond)
+	if !ok {
+		t.Fatalf("no round trip through %s: %v", addr, last)
+	}
+}
+
+// socksRoundTrip makes a half-close round trip to target through the SOCKS5
+// proxy at proxy, reporting rather than failing so that it can be polled.
+func socksRoundTrip(proxy string, target *net.TCPAddr, data []byte) error {
+	c, err := net.DialTimeout("tcp", proxy, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	req := append([]byte{5, 1, 0, 5, 1, 0}, ipv4Dest(target)...)
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	reply := make([]byte, 2+10)
+	if _, err := io.ReadFull(c, reply); err != nil {
+		return err
+	}
+	if reply[3] != socks5Succeeded {
+		return fmt.Errorf("SOCKS reply %d", reply[3])
+	}
+	return roundTrip(c, data)
+}
+
+func TestSupervisorReconnectsToOpenSSH(t *testing.T) {
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	target := tcpServer(t, hashAfterEOF)
+	local := localListener(t)
+	socksLn := localListener(t)
+	var ports sync.Map // RemoteForward.LocalAddr -> latest allocated port, an int
+	var allocations atomic.Int32
+	log := &logLines{t: t}
+	sv := fastRetries(&sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", d.Addr, d.ClientConfig())
+		},
+		LocalForwards:   []sshfwd.LocalForward{{Listener: local, RemoteAddr: target.String()}},
+		RemoteForwards:  []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()}},
+		DynamicForwards: []sshfwd.DynamicForward{{Listener: socksLn}},
+		AllocatedPortCallback: func(f sshfwd.RemoteForward, port int) {
+			ports.Store(f.LocalAddr, port)
+			allocations.Add(1)
+		},
+		Logf: log.Logf,
+	})
+	runSupervisor(t, sv)
+
+	check := func(round int) {
+		t.Helper()
+		data := []byte(fmt.Sprintf("round %d", round))
+		eventuallyRoundTrip(t, local.Addr().String(), data)
+		require.Eventually(t, func() bool { return allocations.Load() == int32(round) }, testTimeout, 10*time.Millisecond)
+		port, _ := ports.Load(target.String())
+		eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(port.(int)), data)
+		require.Eventually(t, func() bool {
+			return socksRoundTrip(socksLn.Addr().String(), target, data) == nil
+		}, testTimeout, 50*time.Millisecond)
+	}
+	check(1)
+	for round := 2; round <= 3; round++ {
+		d.Stop()
+		// A connection made during the outage waits in the backlog of
+		// the listener, which stays open, or fails; it must not hang.
+		early, err := net.Dial("tcp", local.Addr().String())
+		require.NoError(t, err, "the local listener stays open")
+		early.Close()
+		d.Restart(t)
+		check(round)
+		assert.Equal(t, round-1, log.count("connection lost; reconnecting in"))
+	}
+}
+
+func TestSupervisorKeepAliveNoticesSilentServer(t *testing.T) {
+	srv := newServer(t, nil)
+	proxy := newFreezer(t, srv.Addr())
+	target := tcpServer(t, hashAfterEOF)
+	local := localListener(t)
+	var dials atomic.Int32
+	log := &logLines{t: t}
+	sv := fastRetries(&sshfwd.Supervisor{
+		// The first connection goes through the proxy, which freezes;
+		// the next ones go straight to the server.
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			addr := srv.Addr()
+			if dials.Add(1) == 1 {
+				addr = proxy.Addr()
+			}
+			return sshfwd.Dial(ctx, "tcp", addr, srv.ClientConfig())
+		},
+		LocalForwards: []sshfwd.LocalForward{{Listener: local, RemoteAddr: target.String()}},
+		Logf:          log.Logf,
+	})
+	sv.KeepAliveInterval, sv.KeepAliveCountMax = 50*time.Millisecond, 2
+	runSupervisor(t, sv)
+	eventuallyRoundTrip(t, local.Addr().String(), []byte("before"))
+	proxy.Freeze()
+	require.Eventually(t, func() bool { return dials.Load() == 2 }, testTimeout, 10*time.Millisecond)
+	eventuallyRoundTrip(t, local.Addr().String(), []byte("after"))
+	assert.Equal(t, 1, log.count("keepalive timeout: server not responding: no answer to keepalive@openssh.com for 150ms"))
+	assert.Equal(t, 1, log.count("connection lost; reconnecting in"))
+	assert.Equal(t, 1, log.count("reconnected"))
+}
+
+func TestSupervisorExitOnForwardFailure(t *testing.T) {
+	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(string, int) bool { return false }})
+	dialSrv := func(ctx context.Context) (*sshfwd.Session, error) {
+		return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+	}
+	forwards := []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:9"}}
+
+	t.Run("exit", func(t *testing.T) {
+		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, ExitOnForwardFailure: true})
+		err := sv.Run(testContext(t))
+		require.ErrorIs(t, err, sshfwd.ErrRequestDenied)
+		assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:0 -> 127.0.0.1:9"), err.Error())
+	})
+	t.Run("retry", func(t *testing.T) {
+		log := &logLines{t: t}
+		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, Logf: log.Logf})
+		done := runSupervisor(t, sv)
+		require.Eventually(t, func() bool { return log.count("remote forward 127.0.0.1:0 -> 127.0.0.1:9 failed") >= 3 }, testTimeout, 10*time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned: %v", err)
+		default:
+		}
+	})
+	t.Run("closed listener", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		require.NoError(t, ln.Close())
+		sv := fastRetries(&sshfwd.Supervisor{
+			Dial:                 dialSrv,
+			LocalForwards:        []sshfwd.LocalForward{{Listener: ln, RemoteAddr: "127.0.0.1:9"}},
+			ExitOnForwardFailure: true,
+		})
+		err = sv.Run(testContext(t))
+		require.ErrorIs(t, err, net.ErrClosed)
+		assert.Contains(t, err.Error(), "sshfwd: local forward")
+	})
+}
+
+func TestSupervisorRemoteSOCKS(t *testing.T) {
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	target := tcpServer(t, hashAfterEOF)
+	allocated := make(chan int, 1)
+	sv := &sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", d.Addr, d.ClientConfig())
+		},
+		RemoteForwards:        []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0"}},
+		AllocatedPortCallback: func(_ sshfwd.RemoteForward, port int) { allocated <- port },
+	}
+	runSupervisor(t, sv)
+	var port int
+	select {
+	case port = <-allocated:
+	case <-time.After(testTimeout):
+		t.Fatal("no port allocated")
+	}
+	require.NoError(t, socksRoundTrip("127.0.0.1:"+strconv.Itoa(port), target, randomBytes(t, 1<<20)))
+}
+
+func TestSupervisorFirstDialFails(t *testing.T) {
+	srv := newServer(t, nil)
+	cfg := srv.ClientConfig()
+	cfg.HostKeyCallback = func(string, net.Addr, ssh.PublicKey) error { return errors.New("host key verification failed") }
+	sv := &sshfwd.Supervisor{Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+		return sshfwd.Dial(ctx, "tcp", srv.Addr(), cfg)
+	}}
+	err := sv.Run(testContext(t))
+	assert.ErrorContains(t, err, "host key verification failed")
+}
+
+func TestSupervisorBadConfig(t *testing.T) {
+	ln := localListener(t)
+	dialNothing := func(context.Context) (*sshfwd.Session, error) { return nil, errors.New("not dialed") }
+	for name, sv := range map[string]*sshfwd.Supervisor{
+		"no Dial":            {},
+		"nil listener":       {Dial: dialNothing, LocalForwards: []sshfwd.LocalForward{{RemoteAddr: "127.0.0.1:1"}}},
+		"bad local target":   {Dial: dialNothing, LocalForwards: []sshfwd.LocalForward{{Listener: ln, RemoteAddr: "nohost"}}},
+		"bad remote listen":  {Dial: dialNothing, RemoteForwards: []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:99999", LocalAddr: "127.0.0.1:1"}}},
+		"bad remote target":  {Dial: dialNothing, RemoteForwards: []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: "x"}}},
+		"nil dynamic":        {Dial: dialNothing, DynamicForwards: []sshfwd.DynamicForward{{}}},
+		"NUL in remote path": {Dial: dialNothing, RemoteForwards: []sshfwd.RemoteForward{{RemoteAddr: "/tmp/a\x00b"}}},
+	} {
+		err := sv.Run(context.Background())
+		require.Error(t, err, name)
+		assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: Supervisor:"), "%s: %v", name, err)
+	}
+}
+
+func ExampleSupervisor() {
+	srv := sshtest.NewServer(nil)
+	defer srv.Close()
+	// A service the server reaches; here it runs on this machine too.
+	svc, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer svc.Close()
+	go func() {
+		if c, err := svc.Accept(); err == nil {
+			io.WriteString(c, "hello from the far side\n")
+			c.Close()
+		}
+	}()
+
+	// The local end of ssh -L, which stays open across reconnects.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	sv := &sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+		},
+		LocalForwards: []sshfwd.LocalForward{{Listener: ln, RemoteAddr: svc.Addr().String()}},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sv.Run(ctx) }()
+
+	c, _ := net.Dial("tcp", ln.Addr().String())
+	b, _ := io.ReadAll(c)
+	c.Close()
+	fmt.Print(string(b))
+	cancel()
+	fmt.Println(<-done)
+	// Output:
+	// hello from the far side
+	// context canceled
+}
