@@ -8,16 +8,11 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sshfwd/sshfwd/internal/socks"
 )
-
-// connectFunc returns the local end for a channel forwarded back by the
-// server.
-type connectFunc func(ctx context.Context, ch *Channel) (net.Conn, error)
 
 // ServeRemoteSOCKS does what ssh -R [bind_address:]port does with no
 // destination (OpenSSH 7.6 and later): the server listens on remoteAddr,
@@ -45,36 +40,6 @@ func (s *Session) ServeRemoteSOCKS(ctx context.Context, remoteAddr string) error
 	return wrapForwardErr("ServeRemoteSOCKS", s.serveRemote(ctx, ln, socksConnect))
 }
 
-// listenRemote asks the server to listen on remoteAddr: a Unix socket path
-// when it begins with "/", else host:port.
-func (s *Session) listenRemote(remoteAddr string) (*Listener, error) {
-	network := "tcp"
-	if strings.HasPrefix(remoteAddr, "/") {
-		network = "unix"
-	}
-	ln, err := s.Listen(network, remoteAddr)
-	if err != nil {
-		return nil, err
-	}
-	return ln.(*Listener), nil
-}
-
-// serveRemote relays every connection that arrives on ln to what connect
-// returns for it, until ctx or the Session ends; then it closes ln.
-func (s *Session) serveRemote(ctx context.Context, ln *Listener, connect connectFunc) error {
-	defer ln.Close()
-	var open tunnelSet
-	return s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
-		ch := c.(*Channel)
-		local, err := connect(ctx, ch)
-		if err != nil {
-			ch.Close()
-			return
-		}
-		open.relay(ch, local)
-	})
-}
-
 // socksConnect reads a SOCKS request from ch, connects to its destination
 // from this machine and answers; the connection is returned once the client
 // has been told it succeeded.
@@ -84,17 +49,9 @@ func socksConnect(ctx context.Context, ch *Channel) (net.Conn, error) {
 	if err := ch.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
 		return nil, err
 	}
-	req, err := socks.ReadRequest(ch, ch)
+	req, err := readSOCKSConnect(ch)
 	if err != nil {
-		var re *socks.RequestError
-		if errors.As(err, &re) && re.Version != 0 {
-			socks.WriteReply(ch, re.Version, re.Reply, netip.AddrPort{})
-		}
 		return nil, err
-	}
-	if req.Command != socks.Connect {
-		socks.WriteReply(ch, req.Version, socks.CommandNotSupported, netip.AddrPort{})
-		return nil, fmt.Errorf("sshfwd: SOCKS %v not supported", req.Command)
 	}
 	var d net.Dialer
 	local, err := d.DialContext(ctx, "tcp", net.JoinHostPort(req.Host, strconv.Itoa(req.Port)))

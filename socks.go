@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshfwd/sshfwd/internal/relay"
 	"github.com/sshfwd/sshfwd/internal/socks"
 )
 
@@ -41,67 +40,23 @@ const socksHandshakeTimeout = 30 * time.Second
 // "command not supported". Problems with single clients are answered to
 // them and not reported. ServeSOCKS may run on several listeners at once.
 //
-// ServeSOCKS blocks until ctx ends, the Session ends or ln.Accept fails. It
-// closes ln in every case (closing is what stops Accept), closes the
-// connections it is serving and their channels, and returns only when all of
-// its goroutines have finished. It returns ctx.Err() when ctx ended, an
-// error matching ErrSessionClosed when the Session ended, and otherwise the
-// error from Accept.
+// ServeSOCKS blocks until ctx ends, the Session ends or ln.Accept fails,
+// and returns once every connection it served has been closed. Like
+// ForwardLocal it leaves ln open, interrupting Accept with a deadline (or
+// closing ln when it has no SetDeadline), so ln can serve again on the next
+// Session. It returns ctx.Err() when ctx ended, an error matching
+// ErrSessionClosed when the Session ended, and otherwise the error from
+// Accept.
 func (s *Session) ServeSOCKS(ctx context.Context, ln net.Listener) error {
-	serveCtx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-serveCtx.Done():
-		case <-s.Done():
-			cancel()
+	var open tunnelSet
+	err := s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+		if ch := s.socksHandshake(ctx, c); ch != nil {
+			open.relay(c, ch)
+		} else {
+			c.Close()
 		}
-		ln.Close()
-	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return ctx.Err()
-			case isClosed(s.Done()):
-				return fmt.Errorf("sshfwd: ServeSOCKS: %w", ErrSessionClosed)
-			}
-			return fmt.Errorf("sshfwd: ServeSOCKS: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.serveSOCKSConn(serveCtx, c)
-		}()
-	}
-}
-
-// serveSOCKSConn serves one SOCKS client until its connection ends or ctx
-// does, and closes c.
-func (s *Session) serveSOCKSConn(ctx context.Context, c net.Conn) {
-	defer c.Close()
-	// Closing c interrupts whatever is blocked on it when ctx ends, and a
-	// relay that loses one side closes the other, the channel.
-	closed := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		c.Close()
-		close(closed)
 	})
-	defer func() {
-		if !stop() {
-			<-closed
-		}
-	}()
-	if ch := s.socksHandshake(ctx, c); ch != nil {
-		relay.Relay(c, ch)
-	}
+	return wrapForwardErr("ServeSOCKS", err)
 }
 
 // socksHandshake reads c's request, opens the channel it asks for and
@@ -113,16 +68,11 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
 	if err := c.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
 		return nil
 	}
-	req, err := socks.ReadRequest(c, c)
+	// Stopping must not wait for a client that says nothing.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	req, err := readSOCKSConnect(c)
 	if err != nil {
-		var re *socks.RequestError
-		if errors.As(err, &re) && re.Version != 0 {
-			socks.WriteReply(c, re.Version, re.Reply, netip.AddrPort{})
-		}
-		return nil
-	}
-	if req.Command != socks.Connect {
-		socks.WriteReply(c, req.Version, socks.CommandNotSupported, netip.AddrPort{})
 		return nil
 	}
 	originHost, originPort := "0.0.0.0", 0
@@ -139,6 +89,25 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
 		return nil
 	}
 	return ch
+}
+
+// readSOCKSConnect reads a SOCKS request from c and returns it if it is a
+// CONNECT; anything else is answered, with "command not supported" or what
+// the parser chose, and returned as an error.
+func readSOCKSConnect(c io.ReadWriter) (*socks.Request, error) {
+	req, err := socks.ReadRequest(c, c)
+	if err != nil {
+		var re *socks.RequestError
+		if errors.As(err, &re) && re.Version != 0 {
+			socks.WriteReply(c, re.Version, re.Reply, netip.AddrPort{})
+		}
+		return nil, err
+	}
+	if req.Command != socks.Connect {
+		socks.WriteReply(c, req.Version, socks.CommandNotSupported, netip.AddrPort{})
+		return nil, fmt.Errorf("sshfwd: SOCKS %v not supported", req.Command)
+	}
+	return req, nil
 }
 
 // socksReply chooses the SOCKS5 reply for an OpenForward error. Servers

@@ -201,27 +201,6 @@ func checkListenAddr(addr string) error {
 	return errors.Join(checkString("address", host), checkPort("port", port, 0))
 }
 
-// localConnector returns how a remote forward connects its channels here:
-// by dialing addr, a Unix socket path or host:port, or, when addr is empty,
-// as a SOCKS proxy.
-func localConnector(addr string) (connectFunc, error) {
-	if addr == "" {
-		return socksConnect, nil
-	}
-	network := "tcp"
-	if strings.HasPrefix(addr, "/") {
-		network = "unix"
-	} else if _, _, err := splitHostPort(addr); err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context, _ *Channel) (net.Conn, error) {
-		var d net.Dialer
-		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		defer cancel()
-		return d.DialContext(ctx, network, addr)
-	}, nil
-}
-
 // dial calls Dial once, bounded by DialTimeout.
 func (sv *Supervisor) dial(ctx context.Context) (*Session, error) {
 	timeout := sv.DialTimeout
@@ -282,12 +261,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 	}
 	for _, f := range sv.DynamicForwards {
 		run(func() {
-			// ServeSOCKS closes its listener; lend it one whose Close only
-			// interrupts Accept, and make the caller's usable again after.
-			ln := &lentListener{f.Listener}
-			err := s.ServeSOCKS(ctx, ln)
-			ln.restore()
-			fail("dynamic forward "+f.Listener.Addr().String(), err)
+			fail("dynamic forward "+f.Listener.Addr().String(), s.ServeSOCKS(ctx, f.Listener))
 		})
 	}
 	for _, f := range sv.RemoteForwards {
@@ -378,25 +352,5 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
-	}
-}
-
-// lentListener is a listener lent to a server that closes what it serves:
-// Close only interrupts Accept, as ForwardLocal does to stop, so the
-// listener stays open for the next connection.
-type lentListener struct {
-	net.Listener
-}
-
-// Close makes a pending and every later Accept fail.
-func (l *lentListener) Close() error {
-	interruptAccept(l.Listener)
-	return nil
-}
-
-// restore clears the deadline Close set, so that Accept works again.
-func (l *lentListener) restore() {
-	if d, ok := l.Listener.(interface{ SetDeadline(time.Time) error }); ok {
-		d.SetDeadline(time.Time{})
 	}
 }

@@ -62,39 +62,68 @@ func (s *Session) ForwardLocal(ctx context.Context, ln net.Listener, remoteAddr 
 // ForwardRemote does what ssh -R does: the server listens on remoteAddr,
 // "host:port" (an empty host means every address the server allows) or an
 // absolute Unix socket path, and every connection to it is forwarded back
-// and connected to localAddr, "host:port" or a Unix socket path here. It
-// returns when ctx or the Session ends, after cancelling the forward and
-// closing every connection it forwarded.
+// and connected to localAddr, "host:port" or a Unix socket path here. With
+// an empty localAddr this client is a SOCKS proxy for those connections, as
+// ServeRemoteSOCKS. It returns when ctx or the Session ends, after
+// cancelling the forward and closing every connection it forwarded.
 func (s *Session) ForwardRemote(ctx context.Context, remoteAddr, localAddr string) error {
-	network, laddr := "tcp", localAddr
-	if strings.HasPrefix(localAddr, "/") {
-		network = "unix"
-	} else if _, _, err := splitHostPort(localAddr); err != nil {
+	connect, err := localConnector(localAddr)
+	if err != nil {
 		return fmt.Errorf("sshfwd: ForwardRemote: local address: %w", err)
 	}
-	return s.forwardRemote(ctx, remoteAddr, func(ctx context.Context, ch *Channel) (net.Conn, error) {
-		var d net.Dialer
-		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-		defer cancel()
-		return d.DialContext(dctx, network, laddr)
-	})
+	ln, err := s.listenRemote(remoteAddr)
+	if err != nil {
+		return fmt.Errorf("sshfwd: ForwardRemote: %w", err)
+	}
+	return wrapForwardErr("ForwardRemote", s.serveRemote(ctx, ln, connect))
 }
 
-// forwardRemote listens on remoteAddr through the server and relays every
-// connection to what connect returns for it.
-func (s *Session) forwardRemote(ctx context.Context, remoteAddr string, connect func(context.Context, *Channel) (net.Conn, error)) error {
+// connectFunc returns the local end for a channel forwarded back by the
+// server.
+type connectFunc func(ctx context.Context, ch *Channel) (net.Conn, error)
+
+// localConnector returns how a remote forward connects its channels here:
+// by dialing addr, a Unix socket path or host:port, or, when addr is empty,
+// as a SOCKS proxy.
+func localConnector(addr string) (connectFunc, error) {
+	if addr == "" {
+		return socksConnect, nil
+	}
+	network := "tcp"
+	if strings.HasPrefix(addr, "/") {
+		network = "unix"
+	} else if _, _, err := splitHostPort(addr); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, _ *Channel) (net.Conn, error) {
+		var d net.Dialer
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		return d.DialContext(ctx, network, addr)
+	}, nil
+}
+
+// listenRemote asks the server to listen on remoteAddr: a Unix socket path
+// when it begins with "/", else host:port.
+func (s *Session) listenRemote(remoteAddr string) (*Listener, error) {
 	network := "tcp"
 	if strings.HasPrefix(remoteAddr, "/") {
 		network = "unix"
 	}
-	l, err := s.Listen(network, remoteAddr)
+	ln, err := s.Listen(network, remoteAddr)
 	if err != nil {
-		return fmt.Errorf("sshfwd: ForwardRemote: %w", err)
+		return nil, err
 	}
-	ln := l.(*Listener)
+	return ln.(*Listener), nil
+}
+
+// serveRemote relays every connection that arrives on ln to what connect
+// returns for it, until ctx or the Session ends; then it closes ln, which
+// cancels the forward.
+func (s *Session) serveRemote(ctx context.Context, ln *Listener, connect connectFunc) error {
 	defer ln.Close()
 	var open tunnelSet
-	err = s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+	return s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
 		ch := c.(*Channel)
 		local, err := connect(ctx, ch)
 		if err != nil {
@@ -103,7 +132,6 @@ func (s *Session) forwardRemote(ctx context.Context, remoteAddr string, connect 
 		}
 		open.relay(ch, local)
 	})
-	return wrapForwardErr("ForwardRemote", err)
 }
 
 // serveUntil accepts on ln and runs handle for each connection in its own
