@@ -55,7 +55,7 @@ func run(args []string, out io.Writer) error {
 		}
 		defer stop()
 	} else {
-		s, err = dial(ctx, *server, *key, *known)
+		s, err = sshconfig.Dial(ctx, *server, *key, *known)
 		if err != nil {
 			return err
 		}
@@ -89,18 +89,6 @@ func offline(ctx context.Context, out io.Writer) (*sshfwd.Session, string, func(
 		return nil, "", nil, err
 	}
 	return s, ln.Addr().String(), stop, nil
-}
-
-func dial(ctx context.Context, server, key, known string) (*sshfwd.Session, error) {
-	t, err := sshconfig.ParseTarget(server)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := sshconfig.ClientConfig(t, key, known)
-	if err != nil {
-		return nil, err
-	}
-	return sshfwd.Dial(ctx, "tcp", t.Addr, cfg)
 }
 
 // fetch is the tutorial's direct_forwarding: open the channel, write the

@@ -75,15 +75,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *port < 0 {
 		*port = 8080
 	}
-	t, err := sshconfig.ParseTarget(*server)
-	if err != nil {
-		return err
-	}
-	cfg, err := sshconfig.ClientConfig(t, *key, *known)
-	if err != nil {
-		return err
-	}
-	s, err := sshfwd.Dial(ctx, "tcp", t.Addr, cfg)
+	s, err := sshconfig.Dial(ctx, *server, *key, *known)
 	if err != nil {
 		return err
 	}
@@ -92,7 +84,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opening remote port: %w", err)
 	}
-	fmt.Fprintf(out, "listening on port %d of %s; interrupt to stop\n", bound, t.Addr)
+	fmt.Fprintf(out, "listening on port %d of %s; interrupt to stop\n", bound, *server)
 	for {
 		if err := serveOne(ctx, s, out); err != nil {
 			if ctx.Err() != nil {

@@ -81,7 +81,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "# no -ssh given: started an embedded SSH server on %s\n", srv.Addr())
 		s, err = sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
 	} else {
-		s, err = dial(ctx, *server, *key, *known)
+		s, err = sshconfig.Dial(ctx, *server, *key, *known)
 	}
 	if err != nil {
 		return err
@@ -105,19 +105,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%q on the server: %w", *command, err)
 	}
 	return nil
-}
-
-func dial(ctx context.Context, server, key, known string) (*sshfwd.Session, error) {
-	if key == "" {
-		return nil, errors.New("-ssh needs a private key file: -i")
-	}
-	t, err := sshconfig.ParseTarget(server)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := sshconfig.ClientConfig(t, key, known)
-	if err != nil {
-		return nil, err
-	}
-	return sshfwd.Dial(ctx, "tcp", t.Addr, cfg)
 }

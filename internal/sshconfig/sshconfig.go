@@ -4,6 +4,8 @@
 package sshconfig
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +17,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/sshfwd/sshfwd"
 )
 
 // Target is where to connect: [user@]host[:port].
@@ -86,4 +90,22 @@ func ClientConfig(t Target, keyFile, knownHosts string) (*ssh.ClientConfig, erro
 		HostKeyCallback: check,
 		Timeout:         15 * time.Second,
 	}, nil
+}
+
+// Dial connects to server, "[user@]host[:port]", authenticating with the
+// private key in keyFile and checking the host key against knownHosts: what
+// the example programs do with their -ssh, -i and -known-hosts flags.
+func Dial(ctx context.Context, server, keyFile, knownHosts string) (*sshfwd.Session, error) {
+	if keyFile == "" {
+		return nil, errors.New("sshfwd: -ssh needs a private key file: -i")
+	}
+	t, err := ParseTarget(server)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ClientConfig(t, keyFile, knownHosts)
+	if err != nil {
+		return nil, err
+	}
+	return sshfwd.Dial(ctx, "tcp", t.Addr, cfg)
 }
