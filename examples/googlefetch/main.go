@@ -47,6 +47,9 @@ func run(args []string, out io.Writer) error {
 
 	var s *sshfwd.Session
 	var err error
+	// vhost is the Host the request names: the target's, or Google's when
+	// a local server stands in for it.
+	vhost, _, _ := net.SplitHostPort(*target)
 	if *server == "" {
 		var stop func()
 		s, *target, stop, err = offline(ctx, out)
@@ -61,7 +64,7 @@ func run(args []string, out io.Writer) error {
 		}
 	}
 	defer s.Close()
-	return fetch(ctx, s, *target, out)
+	return fetch(ctx, s, *target, vhost, out)
 }
 
 // offline starts an embedded SSH server and a local web server standing in
@@ -93,7 +96,7 @@ func offline(ctx context.Context, out io.Writer) (*sshfwd.Session, string, func(
 
 // fetch is the tutorial's direct_forwarding: open the channel, write the
 // request, read the answer.
-func fetch(ctx context.Context, s *sshfwd.Session, target string, out io.Writer) error {
+func fetch(ctx context.Context, s *sshfwd.Session, target, vhost string, out io.Writer) error {
 	host, portStr, err := net.SplitHostPort(target)
 	if err != nil {
 		return err
@@ -111,11 +114,11 @@ func fetch(ctx context.Context, s *sshfwd.Session, target string, out io.Writer)
 	if dl, ok := ctx.Deadline(); ok {
 		ch.SetDeadline(dl)
 	}
-	get := "GET / HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n"
+	get := "GET / HTTP/1.1\r\nHost: " + vhost + "\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(ch, get); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "# sent GET / for %s; the response follows\n", host)
+	fmt.Fprintf(out, "# sent GET / for %s; the response follows\n", vhost)
 	_, err = io.Copy(out, ch)
 	return err
 }

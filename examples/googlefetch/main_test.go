@@ -20,7 +20,7 @@ func TestOffline(t *testing.T) {
 	assert.Contains(t, got, "from localhost:5555")
 	assert.Contains(t, got, "HTTP/1.1 200 OK\r\n")
 	assert.Contains(t, got, "Content-Type: text/html; charset=utf-8\r\n")
-	assert.Contains(t, got, "<h1>Hello from a stand-in for 127.0.0.1</h1>")
+	assert.Contains(t, got, "<h1>Hello from a stand-in for www.google.com</h1>")
 }
 
 func TestBadFlags(t *testing.T) {
