@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"net"
 	"os"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/internal/testnet"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -349,15 +349,8 @@ func TestCancelForwardRefusesQueued(t *testing.T) {
 // are also on disk, for OpenSSH's ssh client.
 func sshtestForOpenSSH(t testing.TB, cfg *sshtest.Config) (srv *sshtest.Server, keyFile, knownHosts string) {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	signer, err := ssh.NewSignerFromKey(priv)
-	require.NoError(t, err)
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	require.NoError(t, err)
 	dir := t.TempDir()
-	keyFile = filepath.Join(dir, "id_ed25519")
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600))
+	keyFile, signer := testnet.KeyFile(t, dir)
 	if cfg == nil {
 		cfg = &sshtest.Config{}
 	}

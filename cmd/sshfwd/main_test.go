@@ -4,12 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -33,6 +28,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/internal/testnet"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -120,58 +116,10 @@ func waitLine(t *testing.T, stderr *syncBuffer, done <-chan error, re string) []
 // hashServer answers every connection with the sha256 of what it read
 // before EOF, until the test ends.
 func hashServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				h := sha256.New()
-				if _, err := io.Copy(h, c); err == nil {
-					io.WriteString(c, hex.EncodeToString(h.Sum(nil)))
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	return ln.Addr().(*net.TCPAddr).Port
+	return testnet.TCPServer(t, testnet.HashAfterEOF).Port
 }
 
-// roundTrip sends data on c, then EOF, and checks that the answer is its
-// sha256.
-func roundTrip(c net.Conn, data []byte) error {
-	if err := c.SetDeadline(time.Now().Add(testTimeout)); err != nil {
-		return err
-	}
-	if _, err := c.Write(data); err != nil {
-		return err
-	}
-	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
-		return err
-	}
-	got, err := io.ReadAll(c)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(data)
-	if want := hex.EncodeToString(sum[:]); string(got) != want {
-		return fmt.Errorf("answer %q, want %s", got, want)
-	}
-	return nil
-}
+var roundTrip = testnet.RoundTrip
 
 // eventuallyRoundTrip waits until a connection to addr makes a round trip.
 func eventuallyRoundTrip(t *testing.T, addr string, data []byte) {
@@ -210,18 +158,7 @@ func socks5Connect(t *testing.T, proxy string, port int) net.Conn {
 }
 
 // newKey writes a fresh ed25519 key to dir and returns its file and signer.
-func newKey(t *testing.T, dir string) (string, ssh.Signer) {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	require.NoError(t, err)
-	file := filepath.Join(dir, "id_ed25519")
-	require.NoError(t, os.WriteFile(file, pem.EncodeToMemory(block), 0o600))
-	signer, err := ssh.NewSignerFromKey(priv)
-	require.NoError(t, err)
-	return file, signer
-}
+var newKey = testnet.KeyFile
 
 // sshArgs are the options that reach an OpenSSH server from peers.
 func sshArgs(d *peers.SSHD) []string {

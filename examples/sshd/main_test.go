@@ -6,9 +6,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -36,14 +33,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func server(t *testing.T, extra ...string) (addr, keyFile, knownHosts string) {
 	t.Helper()
 	dir := t.TempDir()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	require.NoError(t, err)
-	signer, err := ssh.NewSignerFromKey(priv)
-	require.NoError(t, err)
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	require.NoError(t, err)
-	keyFile = filepath.Join(dir, "id_ed25519")
-	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(block), 0o600))
+	keyFile, signer := testnet.KeyFile(t, dir)
 	authorized := filepath.Join(dir, "authorized_keys")
 	require.NoError(t, os.WriteFile(authorized, append([]byte("# test key\n\n"), ssh.MarshalAuthorizedKey(signer.PublicKey())...), 0o600))
 	hostKeyFile := filepath.Join(dir, "host_key")
@@ -76,52 +66,13 @@ func server(t *testing.T, extra ...string) (addr, keyFile, knownHosts string) {
 	return addr, keyFile, knownHosts
 }
 
-// hashServer answers every connection with the sha256 of what it read
-// before EOF.
-func hashServer(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				h := sha256.New()
-				io.Copy(h, c)
-				io.WriteString(c, hex.EncodeToString(h.Sum(nil)))
-			}()
-		}
-	}()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
+// roundTrip connects to port and checks the half-close round trip.
 func roundTrip(t *testing.T, port int, data []byte) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 10*time.Second)
 	require.NoError(t, err)
 	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
-	go func() {
-		c.Write(data)
-		c.(*net.TCPConn).CloseWrite()
-	}()
-	got, err := io.ReadAll(c)
-	require.NoError(t, err)
-	sum := sha256.Sum256(data)
-	assert.Equal(t, hex.EncodeToString(sum[:]), string(got))
+	require.NoError(t, testnet.RoundTrip(c, data))
 }
 
 // TestOpenSSHClient points OpenSSH's ssh at the example with a local and a
@@ -131,7 +82,7 @@ func TestOpenSSHClient(t *testing.T) {
 	addr, key, known := server(t)
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
-	target := "127.0.0.1:" + strconv.Itoa(hashServer(t))
+	target := testnet.TCPServer(t, testnet.HashAfterEOF).String()
 	lport := peers.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
