@@ -1,0 +1,37 @@
+// Package bench is sshfwd's performance suite: the benchmarks in its test
+// files, the servers and statistics they share, and the parser behind the
+// report command.
+//
+// Every benchmark puts sshfwd next to what it should match or beat, in the
+// same run and against the same peer, all on the loopback interface:
+//
+//   - BenchmarkLocalForward: ForwardLocal against OpenSSH's ssh -N -L, one
+//     stream through the local port to a Sink, both through the same sshd
+//     with the same cipher;
+//   - BenchmarkStream: an OpenForward Channel against x/crypto's Client.Dial
+//     through sshd, and sshtest against sshd as the server of the same
+//     OpenForward client;
+//   - BenchmarkConcurrent: 1, 64 and 1,000 streams on one connection: the
+//     aggregate rate and how evenly the streams share it, with x/crypto's
+//     Client.Dial alongside to tell sshd's limits from sshfwd's;
+//   - BenchmarkChannelOpen: channel-open latency percentiles, OpenForward
+//     against Client.Dial, through sshd and through sshtest;
+//   - BenchmarkIdleHeap: the heap each idle connection through ForwardLocal
+//     costs, with 10,000 of them open.
+//
+// Servers, clients and targets that must not be counted in the process a
+// benchmark measures run in processes of their own: sshd and ssh, and the
+// test binary itself started again in a role (an sshtest server, the target
+// and the clients of BenchmarkIdleHeap).
+//
+// They need OpenSSH's sshd and ssh and skip without them. bench/run runs
+// them all several times, interleaved, and prints a markdown table of medians
+// and ratios made by bench/report:
+//
+//	bench/run          # about 10 minutes on two cores
+//	bench/run -quick   # a smoke run of a minute or two
+//
+// One benchmark alone, with a CPU profile of this process:
+//
+//	go test ./bench -run '^$' -bench 'Stream/cipher=aes128-gcm/server=sshd' -benchtime 1x -cpuprofile cpu.prof
+package bench

@@ -1,0 +1,378 @@
+package bench_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sshfwd/sshfwd"
+	"github.com/sshfwd/sshfwd/bench"
+	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/sshtest"
+)
+
+// roleEnv, set in the environment of this test binary, makes it play one of
+// the roles below in a process of its own instead of running tests, so that
+// the work or the memory of that role is not counted in the process a
+// benchmark measures. A role answers on standard output: a first line when
+// it is ready, then one line per line it reads from standard input, "error
+// ..." when something failed. It ends when its standard input does.
+const roleEnv = "SSHFWD_BENCH_ROLE"
+
+// keyEnv holds the public key, in authorized_keys format, that the sshtest
+// role accepts.
+const keyEnv = "SSHFWD_BENCH_KEY"
+
+var roles = map[string]func(in *bufio.Scanner) error{
+	"sshtest": serveSSHTest,
+	"greeter": serveGreeter,
+	"visitor": visitGreeters,
+}
+
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		if err := roles[role](bufio.NewScanner(os.Stdin)); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", role, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// serveSSHTest runs an sshtest server that accepts the key in keyEnv and
+// says "ADDRESS HOSTKEY".
+func serveSSHTest(in *bufio.Scanner) error {
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(os.Getenv(keyEnv)))
+	if err != nil {
+		return err
+	}
+	srv := sshtest.NewServer(&sshtest.Config{AuthorizedKeys: []ssh.PublicKey{pub}})
+	defer srv.Close()
+	fmt.Printf("%s %s", srv.Addr(), ssh.MarshalAuthorizedKey(srv.HostKey()))
+	for in.Scan() {
+	}
+	return nil
+}
+
+// serveGreeter runs a Greeter and says its address.
+func serveGreeter(in *bufio.Scanner) error {
+	g, err := bench.NewGreeter()
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	fmt.Println(g.Addr())
+	for in.Scan() {
+	}
+	return nil
+}
+
+// visitGreeters holds connections to Greeters. "visit ADDRESS N" opens N
+// more to ADDRESS and visits each; "close" closes them all.
+func visitGreeters(in *bufio.Scanner) error {
+	var conns []net.Conn
+	fmt.Println("ready")
+	for in.Scan() {
+		var err error
+		switch f := strings.Fields(in.Text()); {
+		case len(f) == 3 && f[0] == "visit":
+			var n int
+			if n, err = strconv.Atoi(f[2]); err == nil {
+				var more []net.Conn
+				more, err = visitMany(f[1], n)
+				conns = append(conns, more...)
+			}
+		case len(f) == 1 && f[0] == "close":
+			for _, c := range conns {
+				c.Close()
+			}
+			conns = nil
+		default:
+			err = fmt.Errorf("unknown request %q", in.Text())
+		}
+		if err != nil {
+			fmt.Println("error:", err)
+			continue
+		}
+		fmt.Println("ok")
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	return nil
+}
+
+// visitMany opens n connections to the Greeter at addr, 64 at a time, and
+// visits each. It returns those it opened, even when some failed.
+func visitMany(addr string, n int) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
+	errs := make([]error, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(n, 64) {
+		wg.Go(func() {
+			for i := range next {
+				if conns[i], errs[i] = net.Dial("tcp", addr); errs[i] == nil {
+					errs[i] = bench.Visit(conns[i])
+				}
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var opened []net.Conn
+	for _, c := range conns {
+		if c != nil {
+			opened = append(opened, c)
+		}
+	}
+	return opened, errors.Join(errs...)
+}
+
+// child is this test binary running a role.
+type child struct {
+	role   string
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	lines  chan string   // what it says; closed at the end of its output
+	exited chan struct{} // closed once it has been reaped
+}
+
+// startChild starts this test binary in role, with env added to its
+// environment, and returns it and its first line. A cleanup ends it by
+// closing its input, or kills it by its PID if it does not exit in time.
+// Its standard error is this process's.
+func startChild(b testing.TB, role string, env ...string) (*child, string) {
+	b.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	require.NoError(b, err)
+	out, err := cmd.StdoutPipe()
+	require.NoError(b, err)
+	require.NoError(b, cmd.Start())
+	c := &child{role: role, cmd: cmd, in: in, lines: make(chan string, 1), exited: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+		close(c.lines)
+		cmd.Wait()
+		close(c.exited)
+	}()
+	b.Cleanup(c.stop)
+	return c, c.ask(b, "", peers.StartTimeout)
+}
+
+func (c *child) stop() {
+	c.in.Close()
+	timeout := time.NewTimer(peers.StartTimeout)
+	defer timeout.Stop()
+	lines := c.lines
+	for {
+		select {
+		case _, ok := <-lines:
+			if !ok {
+				lines = nil
+			}
+		case <-c.exited:
+			return
+		case <-timeout.C:
+			c.cmd.Process.Kill()
+		}
+	}
+}
+
+// ask sends request, unless it is empty, and returns the child's answer,
+// failing if there is none within timeout or it says "error".
+func (c *child) ask(b testing.TB, request string, timeout time.Duration) string {
+	b.Helper()
+	if request != "" {
+		_, err := fmt.Fprintln(c.in, request)
+		require.NoError(b, err)
+	}
+	select {
+	case line, ok := <-c.lines:
+		if !ok {
+			b.Fatalf("bench: the %s process ended", c.role)
+		}
+		if strings.HasPrefix(line, "error") {
+			b.Fatalf("bench: the %s process says: %s", c.role, line)
+		}
+		return line
+	case <-time.After(timeout):
+		b.Fatalf("bench: the %s process did not answer %q in %v", c.role, request, timeout)
+	}
+	return ""
+}
+
+// startSSHTest starts an sshtest server in a process of its own, so that
+// its work is not done by the process it is measured from, as sshd's is
+// not, and returns its address and a client config for it.
+func startSSHTest(b testing.TB) (string, *ssh.ClientConfig) {
+	b.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(b, err)
+	signer, err := ssh.NewSignerFromKey(priv)
+	require.NoError(b, err)
+	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(signer.PublicKey())))
+	_, hello := startChild(b, "sshtest", keyEnv+"="+key)
+	addr, hostKey, ok := strings.Cut(hello, " ")
+	require.True(b, ok, "the sshtest process said %q", hello)
+	pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(hostKey))
+	require.NoError(b, err)
+	return addr, &ssh.ClientConfig{
+		User:            "bench",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(pub),
+		Timeout:         peers.StartTimeout,
+	}
+}
+
+// startSSHD starts OpenSSH's sshd with the package defaults.
+func startSSHD(b testing.TB) *peers.SSHD {
+	b.Helper()
+	peers.Require(b, peers.SSHDBin)
+	return peers.StartSSHD(b, peers.SSHDOptions{})
+}
+
+// withCipher returns a copy of cfg that offers only cipher.
+func withCipher(cfg *ssh.ClientConfig, cipher string) *ssh.ClientConfig {
+	c := *cfg
+	c.Ciphers = []string{cipher}
+	return &c
+}
+
+// dial returns a Session that a cleanup closes.
+func dial(b testing.TB, addr string, cfg *ssh.ClientConfig) *sshfwd.Session {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), peers.StartTimeout)
+	defer cancel()
+	s, err := sshfwd.Dial(ctx, "tcp", addr, cfg)
+	require.NoError(b, err)
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// dialXCrypto returns an x/crypto client that a cleanup closes.
+func dialXCrypto(b testing.TB, addr string, cfg *ssh.ClientConfig) *ssh.Client {
+	b.Helper()
+	c, err := ssh.Dial("tcp", addr, cfg)
+	require.NoError(b, err)
+	b.Cleanup(func() { c.Close() })
+	return c
+}
+
+// forwardLocal runs s.ForwardLocal on a new loopback listener to remote and
+// returns the listener's address; a cleanup stops it.
+func forwardLocal(b testing.TB, s *sshfwd.Session, remote string) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.ForwardLocal(ctx, ln, remote) }()
+	b.Cleanup(func() {
+		cancel()
+		<-done
+		ln.Close()
+	})
+	return ln.Addr().String()
+}
+
+// opensshForward runs ssh -N -L with cipher from a free loopback port to
+// remote through d, waits until the port answers and returns its address; a
+// cleanup kills ssh by its PID.
+func opensshForward(b testing.TB, d *peers.SSHD, cipher, remote string) string {
+	b.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(b))
+	args := append(d.SSHArgs(), "-N", "-c", cipher, "-o", "ExitOnForwardFailure=yes",
+		"-L", addr+":"+remote, "127.0.0.1")
+	cmd := peers.SSHCommand(b, context.Background(), args...)
+	cmd.Stderr = os.Stderr
+	require.NoError(b, cmd.Start())
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	deadline := time.Now().Add(peers.StartTimeout)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr
+		}
+		select {
+		case <-exited:
+			b.Fatalf("bench: ssh -L exited before listening on %s", addr)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("bench: ssh -L did not listen on %s in %v", addr, peers.StartTimeout)
+		}
+	}
+}
+
+// newSink starts a Sink that a cleanup closes.
+func newSink(b testing.TB) *bench.Sink {
+	b.Helper()
+	k, err := bench.NewSink()
+	require.NoError(b, err)
+	b.Cleanup(func() { k.Close() })
+	return k
+}
+
+// raiseFDLimit lifts this process's soft limit on open files to the hard
+// limit, which the processes it starts from now on inherit too (Go gives
+// children the original soft limit unless the program set its own), and
+// skips unless that allows need descriptors per process.
+func raiseFDLimit(b testing.TB, need uint64) {
+	b.Helper()
+	var lim syscall.Rlimit
+	require.NoError(b, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim))
+	if lim.Max < need {
+		b.Skipf("bench: needs %d open files per process, the hard limit is %d: raise it (ulimit -n %d as root)", need, lim.Max, need)
+	}
+	lim.Cur = lim.Max
+	require.NoError(b, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim))
+}
+
+// waitFor polls cond until it holds, failing after timeout.
+func waitFor(b testing.TB, timeout time.Duration, what string, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("bench: %s: not done after %v", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
