@@ -54,13 +54,20 @@ type Channel struct {
 	chunk     []byte        // the current chunk, to give back once unread is empty
 	readErr   error         // why readLoop stopped; written before it closes filled
 
-	writeMu    sync.Mutex // serializes Write and CloseWrite; guards everything down to eofSent
-	writeStart sync.Once
-	queued     chan []byte   // chunks for writeLoop, in order
-	free       chan []byte   // chunks writeLoop is done with; nil means none taken from the pool yet
-	writeFail  chan struct{} // closed by writeLoop once a write failed
-	writeErr   error         // why writeLoop stopped; written before it closes writeFail
+	writeMu    sync.Mutex // serializes Write and CloseWrite; guards eofSent
 	eofSent    bool
+	writeStart sync.Once
+	hasData    chan struct{} // holds a token once pending has bytes for writeLoop
+	hasSpace   chan struct{} // holds a token once writeLoop took or sent a batch, or stopped
+
+	sendMu  sync.Mutex // guards everything down to linger
+	pending []byte     // bytes Write accepted that writeLoop has not taken; nil when none
+	sending bool       // writeLoop is writing the batch it took
+	sendErr error      // why writeLoop stopped
+	closing bool       // Close was called: writeLoop closes the channel once it drained
+	linger  *time.Timer
+
+	closeSSH sync.Once // the close message is sent once, by Close or by writeLoop
 }
 
 // WrapChannel makes a Channel of an SSH channel that the caller opened or
@@ -177,9 +184,14 @@ func (c *Channel) readLoop() {
 		}
 		buf := bufpool.Get(size)
 		n, err := c.ch.Read(buf)
-		size = bufpool.Small
-		if n == len(buf) {
+		// A full buffer means more is waiting: read more at a time.
+		switch {
+		case n < len(buf):
+			size = bufpool.Small
+		case size == bufpool.Small:
 			size = bufpool.Packet
+		default:
+			size = bufpool.Large
 		}
 		if n > 0 {
 			select {
@@ -202,10 +214,21 @@ func (c *Channel) readLoop() {
 	}
 }
 
-// Write sends p on the channel, waiting for the peer's window as needed. A
-// nil error means every byte was handed to the SSH connection. After a
-// deadline passes, n counts the bytes accepted so far, the last chunk of which
-// may still be on its way; they are sent unless the Channel is closed first.
+// sendBufSize bounds what a Channel accepts beyond what is on the wire: a
+// Write returns once its bytes are in the send buffer, as with TCP, and
+// waits only while it is full.
+const sendBufSize = bufpool.Large
+
+// lingerTimeout bounds how long a closed Channel keeps trying to send what
+// was written before Close, when the peer does not take it.
+const lingerTimeout = 10 * time.Second
+
+// Write sends p on the channel. Like a write to a TCP socket it returns once
+// p is in the Channel's send buffer, from which a goroutine of the Channel
+// writes it to the SSH connection, waiting for the peer's window; Write
+// waits only while that buffer is full. An error in sending is reported by
+// a later Write, by CloseWrite, or by nothing if Close came first. After the
+// write deadline passes, n counts the bytes accepted, which are still sent.
 func (c *Channel) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -215,89 +238,134 @@ func (c *Channel) Write(p []byte) (int, error) {
 	if c.eofSent {
 		return 0, c.opError("write", ErrWriteAfterEOF)
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	c.writeStart.Do(c.startWriter)
 	n := 0
-	for n < len(p) {
-		buf, err := c.takeFree()
-		if err != nil {
+	for {
+		c.sendMu.Lock()
+		if err := c.sendErr; err != nil {
+			c.sendMu.Unlock()
 			return n, err
 		}
-		if buf == nil {
-			buf = bufpool.Get(len(p) - n)
+		if c.pending == nil {
+			c.pending = bufpool.Get(sendBufSize)[:0]
 		}
-		m := copy(buf[:cap(buf)], p[n:])
-		c.queued <- buf[:m]
+		m := copy(c.pending[len(c.pending):cap(c.pending)], p[n:])
+		c.pending = c.pending[:len(c.pending)+m]
+		c.sendMu.Unlock()
 		n += m
+		if m > 0 {
+			notify(c.hasData)
+		}
+		if n == len(p) {
+			return n, nil
+		}
+		if err := c.waitSend("write"); err != nil {
+			return n, err
+		}
 	}
-	return n, c.flush()
+}
+
+// waitSend waits for writeLoop to make progress, until the write deadline.
+func (c *Channel) waitSend(op string) error {
+	select {
+	case <-c.hasSpace:
+		return nil
+	case <-c.wdl.wait():
+		return c.opError(op, os.ErrDeadlineExceeded)
+	case <-c.done:
+		return c.opError(op, net.ErrClosed)
+	}
 }
 
 func (c *Channel) startWriter() {
-	c.queued = make(chan []byte, chunksPerDirection)
-	c.free = make(chan []byte, chunksPerDirection)
-	c.writeFail = make(chan struct{})
-	for range chunksPerDirection {
-		c.free <- nil
-	}
+	c.hasData = make(chan struct{}, 1)
+	c.hasSpace = make(chan struct{}, 1)
 	if !c.owner.spawn(c.writeLoop) {
-		c.writeErr = c.opError("write", net.ErrClosed)
-		close(c.writeFail)
+		c.sendErr = c.opError("write", net.ErrClosed)
 	}
 }
 
+// writeLoop writes what Write accepted, a batch at a time, in order.
 func (c *Channel) writeLoop() {
 	for {
-		select {
-		case b := <-c.queued:
-			if _, err := c.ch.Write(b); err != nil {
-				if err == io.EOF {
-					err = errPeerClosed
-				}
-				c.writeErr = c.opError("write", err)
-				close(c.writeFail)
+		c.sendMu.Lock()
+		batch := c.pending
+		c.pending = nil
+		c.sending = batch != nil
+		closing := c.closing
+		c.sendMu.Unlock()
+		if batch == nil {
+			if closing {
+				c.closeChannel()
 				return
 			}
-			c.free <- b
-		case <-c.done:
+			notify(c.hasSpace)
+			select {
+			case <-c.hasData:
+				continue
+			case <-c.done:
+				c.sendMu.Lock()
+				closing, idle := c.closing, c.pending == nil
+				c.sendMu.Unlock()
+				if closing && idle {
+					c.closeChannel()
+				}
+				if idle {
+					return
+				}
+				continue
+			}
+		}
+		notify(c.hasSpace)
+		_, err := c.ch.Write(batch)
+		bufpool.Put(batch)
+		c.sendMu.Lock()
+		c.sending = false
+		if err != nil {
+			if err == io.EOF {
+				err = errPeerClosed
+			}
+			c.sendErr = c.opError("write", err)
+			if c.pending != nil {
+				bufpool.Put(c.pending)
+				c.pending = nil
+			}
+		}
+		c.sendMu.Unlock()
+		if err != nil {
+			notify(c.hasSpace)
 			return
 		}
 	}
 }
 
-// takeFree waits for a write buffer that writeLoop is done with.
-func (c *Channel) takeFree() ([]byte, error) {
+// notify leaves a token in ch unless one is there already.
+func notify(ch chan struct{}) {
 	select {
-	case b := <-c.free:
-		return b, nil
-	case <-c.writeFail:
-		return nil, c.writeErr
-	case <-c.wdl.wait():
-		return nil, c.opError("write", os.ErrDeadlineExceeded)
-	case <-c.done:
-		return nil, c.opError("write", net.ErrClosed)
+	case ch <- struct{}{}:
+	default:
 	}
 }
 
-// flush waits until writeLoop has written every queued chunk, and gives
-// the buffers back to the pool.
+// flush waits until everything Write accepted is on the wire.
 func (c *Channel) flush() error {
-	n := 0
-	defer func() {
-		for range n {
-			c.free <- nil
-		}
-	}()
-	for n < chunksPerDirection {
-		b, err := c.takeFree()
+	for {
+		c.sendMu.Lock()
+		idle, err := c.pending == nil && !c.sending, c.sendErr
+		c.sendMu.Unlock()
 		if err != nil {
 			return err
 		}
-		if b != nil {
-			bufpool.Put(b)
+		if idle {
+			return nil
 		}
-		n++
+		if err := c.waitSend("close"); err != nil {
+			return err
+		}
 	}
-	return nil
 }
 
 // CloseWrite sends EOF once everything written before it is on the wire
@@ -313,7 +381,7 @@ func (c *Channel) CloseWrite() error {
 	if c.eofSent {
 		return nil
 	}
-	if c.queued != nil {
+	if c.hasData != nil {
 		if err := c.flush(); err != nil {
 			return err
 		}
@@ -329,21 +397,41 @@ func (c *Channel) CloseWrite() error {
 }
 
 // Close closes the channel (ssh_channel_free in libssh). Pending Reads and
-// Writes return an error matching net.ErrClosed at once; data not yet read is
-// dropped, and so is a chunk still waiting for window after a Write's
-// deadline passed. Close does not wait for the peer to confirm: OpenSSH
-// confirms only once it has delivered what it holds, which may be never if
-// its end stops reading. Calling Close again does nothing.
+// Writes return an error matching net.ErrClosed at once, and data not yet
+// read is dropped. Data already written is still sent, as TCP does, before
+// the close message; if the peer does not take it within ten seconds, the
+// channel is closed anyway. Close does not wait for either, nor for the
+// peer to confirm: OpenSSH confirms only once it has delivered what it
+// holds, which may be never if its end stops reading. Calling Close again
+// does nothing.
 func (c *Channel) Close() error {
-	var err error
 	c.closeOnce.Do(func() {
 		c.shut()
-		if cerr := c.ch.Close(); cerr != nil && cerr != io.EOF {
-			err = c.opError("close", cerr)
+		c.sendMu.Lock()
+		c.closing = true
+		busy := c.pending != nil || c.sending
+		if busy {
+			c.linger = time.AfterFunc(lingerTimeout, c.closeChannel)
+		}
+		c.sendMu.Unlock()
+		if !busy {
+			c.closeChannel()
 		}
 		c.owner.release(c)
 	})
-	return err
+	return nil
+}
+
+// closeChannel sends the close message, once.
+func (c *Channel) closeChannel() {
+	c.closeSSH.Do(func() {
+		c.sendMu.Lock()
+		if c.linger != nil {
+			c.linger.Stop()
+		}
+		c.sendMu.Unlock()
+		c.ch.Close()
+	})
 }
 
 // shut makes pending and later calls fail with net.ErrClosed, without
