@@ -184,15 +184,7 @@ func (c *Channel) readLoop() {
 		}
 		buf := bufpool.Get(size)
 		n, err := c.ch.Read(buf)
-		// A full buffer means more is waiting: read more at a time.
-		switch {
-		case n < len(buf):
-			size = bufpool.Small
-		case size == bufpool.Small:
-			size = bufpool.Packet
-		default:
-			size = bufpool.Large
-		}
+		size = bufpool.Next(len(buf), n)
 		if n > 0 {
 			select {
 			case c.filled <- buf[:n]:

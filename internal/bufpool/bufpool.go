@@ -47,3 +47,17 @@ func class(n int) int {
 	}
 	return len(sizes) - 1
 }
+
+// Next returns the size to read with after a read of n bytes into a buffer
+// of size. A full buffer means more is waiting, so the next read takes a
+// larger one; a buffer not filled means the reader caught up and the next
+// read may wait for long, so it waits on a small one.
+func Next(size, n int) int {
+	switch {
+	case n < size:
+		return Small
+	case size == Small:
+		return Packet
+	}
+	return Large
+}

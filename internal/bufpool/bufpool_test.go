@@ -31,3 +31,12 @@ func TestPutRestoresLength(t *testing.T) {
 	}
 	Put(make([]byte, 1000)) // not ours: dropped, no panic
 }
+
+func TestNext(t *testing.T) {
+	for _, tc := range []struct{ size, n, want int }{
+		{Small, 0, Small}, {Small, Small - 1, Small}, {Small, Small, Packet},
+		{Packet, Packet, Large}, {Packet, 100, Small}, {Large, Large, Large}, {Large, Large - 1, Small},
+	} {
+		assert.Equal(t, tc.want, Next(tc.size, tc.n), "Next(%d, %d)", tc.size, tc.n)
+	}
+}

@@ -73,22 +73,12 @@ func Relay(a, b io.ReadWriteCloser) error {
 // CloseWrite; anything else goes to fail, which closes both sides.
 //
 // Most of a relay's life is spent waiting, so it waits on a small buffer and
-// takes a packet-sized one only while data keeps coming: thousands of idle
-// relays then hold almost no copy buffers.
+// takes larger ones only while data keeps coming: thousands of idle relays
+// then hold almost no copy buffers.
 func oneWay(dst io.Writer, src io.Reader, fail func(error)) {
-	small := bufpool.Get(bufpool.Small)
-	var big []byte // held only while reads keep filling their buffer
-	defer func() {
-		bufpool.Put(small)
-		if big != nil {
-			bufpool.Put(big)
-		}
-	}()
+	buf := bufpool.Get(bufpool.Small)
+	defer func() { bufpool.Put(buf) }()
 	for {
-		buf := small
-		if big != nil {
-			buf = big
-		}
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
@@ -96,13 +86,9 @@ func oneWay(dst io.Writer, src io.Reader, fail func(error)) {
 				return
 			}
 		}
-		switch {
-		case big == nil && n == len(buf):
-			big = bufpool.Get(bufpool.Packet)
-		case big != nil && n < len(buf):
-			// Caught up with the sender: the next read may wait.
-			bufpool.Put(big)
-			big = nil
+		if next := bufpool.Next(len(buf), n); next != len(buf) {
+			bufpool.Put(buf)
+			buf = bufpool.Get(next)
 		}
 		if rerr == nil {
 			continue
