@@ -79,3 +79,16 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, os.ErrDeadlineExceeded) && errors.As(err, &ne) && ne.Timeout()
 }
+
+// receive waits for the error a goroutine of the test sends on done,
+// failing the test with what if none arrives in time.
+func receive(t testing.TB, done <-chan error, what string) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(testTimeout):
+		t.Fatal(what)
+		return nil
+	}
+}

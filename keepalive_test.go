@@ -98,23 +98,19 @@ func TestKeepAliveClosesSilentConnection(t *testing.T) {
 
 	proxy.Freeze()
 	frozen := time.Now()
-	select {
-	case err := <-done:
-		took := time.Since(frozen)
-		require.ErrorIs(t, err, sshfwd.ErrKeepAliveTimeout)
-		assert.Contains(t, err.Error(), "sshfwd:")
-		// A keepalive sent just before the freeze loses its answer.
-		assert.GreaterOrEqual(t, took, interval*(countMax-1), "gave up too early")
-		assert.Less(t, took, interval*(countMax+6), "gave up too late")
-	case <-time.After(testTimeout):
-		t.Fatal("KeepAlive did not notice the silent server")
-	}
+	err := receive(t, done, "KeepAlive did not notice the silent server")
+	took := time.Since(frozen)
+	require.ErrorIs(t, err, sshfwd.ErrKeepAliveTimeout)
+	assert.Contains(t, err.Error(), "sshfwd:")
+	// A keepalive sent just before the freeze loses its answer.
+	assert.GreaterOrEqual(t, took, interval*(countMax-1), "gave up too early")
+	assert.Less(t, took, interval*(countMax+6), "gave up too late")
 	select {
 	case <-s.Done():
 	default:
 		t.Fatal("KeepAlive did not close the Session")
 	}
-	_, err := s.OpenForward(testContext(t), "127.0.0.1", 9, "127.0.0.1", 1)
+	_, err = s.OpenForward(testContext(t), "127.0.0.1", 9, "127.0.0.1", 1)
 	assert.ErrorIs(t, err, net.ErrClosed)
 }
 
@@ -143,13 +139,9 @@ func TestKeepAliveEnds(t *testing.T) {
 		go func() { done <- s.KeepAlive(context.Background(), 10*time.Millisecond, 1) }()
 		time.Sleep(50 * time.Millisecond)
 		require.NoError(t, s.Close())
-		select {
-		case err := <-done:
-			assert.ErrorIs(t, err, net.ErrClosed)
-			assert.NotErrorIs(t, err, sshfwd.ErrKeepAliveTimeout)
-		case <-time.After(testTimeout):
-			t.Fatal("KeepAlive did not return when the session closed")
-		}
+		err := receive(t, done, "KeepAlive did not return when the session closed")
+		assert.ErrorIs(t, err, net.ErrClosed)
+		assert.NotErrorIs(t, err, sshfwd.ErrKeepAliveTimeout)
 		assert.ErrorIs(t, s.KeepAlive(context.Background(), time.Second, 1), net.ErrClosed)
 	})
 	t.Run("context", func(t *testing.T) {
@@ -181,10 +173,6 @@ func TestKeepAliveRequestInFlightEndsWithSession(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
-	select {
-	case err := <-closed:
-		assert.NoError(t, err)
-	case <-time.After(testTimeout):
-		t.Fatal("Close did not end the keepalive request still waiting for its answer")
-	}
+	err = receive(t, closed, "Close did not end the keepalive request still waiting for its answer")
+	assert.NoError(t, err)
 }

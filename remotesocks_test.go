@@ -85,10 +85,6 @@ func TestServeRemoteSOCKSEnds(t *testing.T) {
 	go func() { done <- s.ServeRemoteSOCKS(context.Background(), "127.0.0.1:0") }()
 	time.Sleep(50 * time.Millisecond)
 	require.NoError(t, s.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, net.ErrClosed)
-	case <-time.After(testTimeout):
-		t.Fatal("ServeRemoteSOCKS did not return when the session closed")
-	}
+	err = receive(t, done, "ServeRemoteSOCKS did not return when the session closed")
+	assert.ErrorIs(t, err, net.ErrClosed)
 }

@@ -392,12 +392,8 @@ func TestServeSOCKSCancel(t *testing.T) {
 	readN(t, relaying, 1)
 
 	cancel()
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-time.After(testTimeout):
-		t.Fatal("ServeSOCKS did not return after cancel")
-	}
+	err = receive(t, done, "ServeSOCKS did not return after cancel")
+	assert.ErrorIs(t, err, context.Canceled)
 	for _, c := range []*net.TCPConn{relaying, silent} {
 		require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
 		_, err := io.ReadAll(c)
@@ -418,12 +414,8 @@ func TestServeSOCKSSessionClosed(t *testing.T) {
 	go func() { done <- s.ServeSOCKS(testContext(t), ln) }()
 
 	require.NoError(t, s.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, sshfwd.ErrSessionClosed)
-	case <-time.After(testTimeout):
-		t.Fatal("ServeSOCKS did not return after Session.Close")
-	}
+	err = receive(t, done, "ServeSOCKS did not return after Session.Close")
+	assert.ErrorIs(t, err, sshfwd.ErrSessionClosed)
 }
 
 func TestServeSOCKSListenerClosed(t *testing.T) {
@@ -437,13 +429,9 @@ func TestServeSOCKSListenerClosed(t *testing.T) {
 	c, code := socks5(t, ln.Addr().String(), 1, ipv4Dest(tcpServer(t, echo)))
 	require.Equal(t, byte(socks5Succeeded), code)
 	require.NoError(t, ln.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, net.ErrClosed)
-		assert.ErrorContains(t, err, "sshfwd: ServeSOCKS")
-	case <-time.After(testTimeout):
-		t.Fatal("ServeSOCKS did not return after its listener closed")
-	}
+	err = receive(t, done, "ServeSOCKS did not return after its listener closed")
+	assert.ErrorIs(t, err, net.ErrClosed)
+	assert.ErrorContains(t, err, "sshfwd: ServeSOCKS")
 	require.NoError(t, c.SetDeadline(time.Now().Add(testTimeout)))
 	_, err = io.ReadAll(c)
 	assert.NoError(t, err, "connection closed by ServeSOCKS")

@@ -113,12 +113,8 @@ func TestForwardLocalStopsAndListenerIsReusable(t *testing.T) {
 	defer c.Close()
 	time.Sleep(100 * time.Millisecond)
 	cancel()
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, context.Canceled)
-	case <-time.After(testTimeout):
-		t.Fatal("ForwardLocal did not return")
-	}
+	err = receive(t, done, "ForwardLocal did not return")
+	assert.ErrorIs(t, err, context.Canceled)
 	// The forwarded connection was closed...
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(testTimeout)))
 	_, err = c.Read(make([]byte, 1))
@@ -141,12 +137,8 @@ func TestForwardLocalEndsWithSession(t *testing.T) {
 	go func() { done <- s.ForwardLocal(context.Background(), ln, "127.0.0.1:9") }()
 	time.Sleep(50 * time.Millisecond)
 	require.NoError(t, s.Close())
-	select {
-	case err := <-done:
-		assert.ErrorIs(t, err, net.ErrClosed)
-	case <-time.After(testTimeout):
-		t.Fatal("ForwardLocal did not return when the session closed")
-	}
+	err = receive(t, done, "ForwardLocal did not return when the session closed")
+	assert.ErrorIs(t, err, net.ErrClosed)
 }
 
 func TestForwardLocalBadInput(t *testing.T) {
