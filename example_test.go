@@ -307,7 +307,7 @@ func ExampleSession_ServeSOCKS() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	transport := &http.Transport{Dial: socks.Dial, DisableKeepAlives: true}
+	transport := &http.Transport{DialContext: socks.(proxy.ContextDialer).DialContext, DisableKeepAlives: true}
 	resp, err := (&http.Client{Transport: transport}).Get(web.URL)
 	if err != nil {
 		log.Fatal(err)
