@@ -64,32 +64,27 @@ func atMost(x float64) *goal  { return &goal{x: x} }
 
 func rows() []row {
 	var rs []row
-	for _, c := range []string{"aes128-gcm", "chacha20-poly1305"} {
-		rs = append(rs, row{
-			what: "ForwardLocal vs `ssh -N -L`, one stream, " + c,
-			unit: "MB/s",
-			name: "BenchmarkLocalForward/cipher=" + c + "/impl=sshfwd",
-			ref:  "BenchmarkLocalForward/cipher=" + c + "/impl=openssh",
-			goal: atLeast(1.3),
-		})
-	}
-	for _, c := range []string{"aes128-gcm", "chacha20-poly1305"} {
-		rs = append(rs, row{
-			what: "OpenForward vs x/crypto `Client.Dial`, via sshd, " + c,
-			unit: "MB/s",
-			name: "BenchmarkStream/cipher=" + c + "/server=sshd/client=sshfwd",
-			ref:  "BenchmarkStream/cipher=" + c + "/server=sshd/client=xcrypto",
-			goal: atLeast(1.0),
-		})
-	}
-	for _, c := range []string{"aes128-gcm", "chacha20-poly1305"} {
-		rs = append(rs, row{
-			what: "sshtest vs OpenSSH sshd as the server, OpenForward, " + c,
-			unit: "MB/s",
-			name: "BenchmarkStream/cipher=" + c + "/server=sshtest/client=sshfwd",
-			ref:  "BenchmarkStream/cipher=" + c + "/server=sshd/client=sshfwd",
-			goal: atLeast(1.0),
-		})
+	// One row per cipher for each pairing; %s is the cipher.
+	for _, p := range []struct {
+		what, name, ref string
+		goal            *goal
+	}{
+		{"ForwardLocal vs `ssh -N -L`, one stream, %s",
+			"BenchmarkLocalForward/cipher=%s/impl=sshfwd", "BenchmarkLocalForward/cipher=%s/impl=openssh", atLeast(1.3)},
+		{"OpenForward vs x/crypto `Client.Dial`, via sshd, %s",
+			"BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", "BenchmarkStream/cipher=%s/server=sshd/client=xcrypto", atLeast(1.0)},
+		{"sshtest vs OpenSSH sshd as the server, OpenForward, %s",
+			"BenchmarkStream/cipher=%s/server=sshtest/client=sshfwd", "BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", atLeast(1.0)},
+	} {
+		for _, c := range []string{"aes128-gcm", "chacha20-poly1305"} {
+			rs = append(rs, row{
+				what: fmt.Sprintf(p.what, c),
+				unit: "MB/s",
+				name: fmt.Sprintf(p.name, c),
+				ref:  fmt.Sprintf(p.ref, c),
+				goal: p.goal,
+			})
+		}
 	}
 	concurrent := func(n, client string) string {
 		return "BenchmarkConcurrent/streams=" + n + "/client=" + client
