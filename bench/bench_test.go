@@ -24,7 +24,20 @@ var (
 	warmup      = flag.Duration("sshfwd.warmup", time.Second, "how long BenchmarkConcurrent lets the streams run before it measures")
 	window      = flag.Duration("sshfwd.window", 3*time.Second, "how long BenchmarkConcurrent measures")
 	idleConns   = flag.Int("sshfwd.idle", 10000, "idle connections BenchmarkIdleHeap holds open")
+	reverse     = flag.Bool("sshfwd.reverse", false, "run what each benchmark compares in the opposite order (bench/run does so every other round)")
 )
+
+// inOrder returns xs, or xs backwards with -sshfwd.reverse: whichever runs
+// first in a round may find the machine in another state than whichever
+// runs second, and alternating the order cancels that out.
+func inOrder[T any](xs []T) []T {
+	if !*reverse {
+		return xs
+	}
+	r := slices.Clone(xs)
+	slices.Reverse(r)
+	return r
+}
 
 // ciphers are the ciphers throughput is compared under, by the short names
 // the benchmark names use.
@@ -64,10 +77,14 @@ var clients = map[string]func(b testing.TB, addr string, cfg *ssh.ClientConfig) 
 }
 
 // streams sends b.N streams of *streamBytes to a Sink, one at a time, each
-// on a conn from open, and reports MB/s.
-func streams(b *testing.B, open func() (net.Conn, error)) {
+// on a conn from open, and reports MB/s. With withCPU, for a client that
+// runs in this process, it also reports the CPU time this process spent per
+// byte (cpu-ns/B): the client's work plus the writer's and the Sink's,
+// which are the same whatever the client.
+func streams(b *testing.B, withCPU bool, open func() (net.Conn, error)) {
 	b.SetBytes(*streamBytes)
 	b.ResetTimer()
+	cpu := cpuTime(b)
 	for range b.N {
 		c, err := open()
 		require.NoError(b, err)
@@ -75,6 +92,12 @@ func streams(b *testing.B, open func() (net.Conn, error)) {
 		c.Close()
 		require.NoError(b, err)
 	}
+	b.StopTimer()
+	cpu = cpuTime(b) - cpu
+	if !withCPU {
+		return
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(int64(b.N)**streamBytes), "cpu-ns/B")
 }
 
 // BenchmarkLocalForward compares ForwardLocal with OpenSSH's ssh -N -L: the
@@ -88,14 +111,24 @@ func BenchmarkLocalForward(b *testing.B) {
 	dialLocal := func(addr string) func() (net.Conn, error) {
 		return func() (net.Conn, error) { return net.Dial("tcp", addr) }
 	}
+	impls := []struct {
+		name    string
+		forward func(b *testing.B, cipher string) (addr string)
+	}{
+		{"sshfwd", func(b *testing.B, cipher string) string {
+			return forwardLocal(b, dial(b, d.Addr, withCipher(d.ClientConfig(), cipher)), sink.Addr().String())
+		}},
+		{"openssh", func(b *testing.B, cipher string) string {
+			return opensshForward(b, d, cipher, sink.Addr().String())
+		}},
+	}
 	for _, c := range ciphers {
-		b.Run("cipher="+c.short+"/impl=sshfwd", func(b *testing.B) {
-			s := dial(b, d.Addr, withCipher(d.ClientConfig(), c.name))
-			streams(b, dialLocal(forwardLocal(b, s, sink.Addr().String())))
-		})
-		b.Run("cipher="+c.short+"/impl=openssh", func(b *testing.B) {
-			streams(b, dialLocal(opensshForward(b, d, c.name, sink.Addr().String())))
-		})
+		for _, impl := range inOrder(impls) {
+			b.Run("cipher="+c.short+"/impl="+impl.name, func(b *testing.B) {
+				// ssh's work is not this process's: no CPU figure.
+				streams(b, false, dialLocal(impl.forward(b, c.name)))
+			})
+		}
 	}
 }
 
@@ -117,38 +150,47 @@ func BenchmarkStream(b *testing.B) {
 		{"sshtest", "sshfwd", testAddr, testConfig},
 	}
 	for _, c := range ciphers {
-		for _, v := range variants {
+		for _, v := range inOrder(variants) {
 			b.Run("cipher="+c.short+"/server="+v.server+"/client="+v.client, func(b *testing.B) {
 				o := clients[v.client](b, v.addr, withCipher(v.config, c.name))
-				streams(b, func() (net.Conn, error) { return o.open(port) })
+				streams(b, true, func() (net.Conn, error) { return o.open(port) })
 			})
 		}
 	}
 }
 
-// BenchmarkConcurrent floods 1, 64 and 1,000 streams on one connection to
-// sshd at once and measures, over *window after *warmup, the aggregate rate
-// at which a Sink receives (MB/s) and how evenly the streams share it:
-// Jain's index of the bytes each stream delivered, and the least a stream
-// delivered over the median. x/crypto's Client.Dial is measured alongside
-// with 1 and 1,000 streams, to tell the server's limits from sshfwd's.
+// BenchmarkConcurrent floods 1, 64 and 1,000 streams on one connection at
+// once and measures, over *window after *warmup, the aggregate rate at which
+// a Sink receives (MB/s) and how evenly the streams share it: Jain's index
+// of the bytes each stream delivered, and the least a stream delivered over
+// the median. It does so with sshd and with sshtest (in a process of its
+// own) as the server, and x/crypto's Client.Dial is measured alongside with
+// 1 and 1,000 streams, to tell a server's limits from sshfwd's.
 func BenchmarkConcurrent(b *testing.B) {
 	raiseFDLimit(b, 4096)
 	d := startSSHD(b)
-	cfg := withCipher(d.ClientConfig(), ciphers[0].name)
+	testAddr, testConfig := startSSHTest(b)
+	servers := []struct {
+		name   string
+		addr   string
+		config *ssh.ClientConfig
+	}{{"sshd", d.Addr, d.ClientConfig()}, {"sshtest", testAddr, testConfig}}
 	variants := []struct {
 		streams int
 		client  string
 	}{{1, "sshfwd"}, {1, "xcrypto"}, {64, "sshfwd"}, {1000, "sshfwd"}, {1000, "xcrypto"}}
-	for _, v := range variants {
-		b.Run(fmt.Sprintf("streams=%d/client=%s", v.streams, v.client), func(b *testing.B) {
-			for range b.N {
-				sink, err := bench.NewSink()
-				require.NoError(b, err)
-				flood(b, clients[v.client](b, d.Addr, cfg), sink, v.streams)
-				sink.Close()
-			}
-		})
+	for _, srv := range servers {
+		cfg := withCipher(srv.config, ciphers[0].name)
+		for _, v := range inOrder(variants) {
+			b.Run(fmt.Sprintf("server=%s/streams=%d/client=%s", srv.name, v.streams, v.client), func(b *testing.B) {
+				for range b.N {
+					sink, err := bench.NewSink()
+					require.NoError(b, err)
+					flood(b, clients[v.client](b, srv.addr, cfg), sink, v.streams)
+					sink.Close()
+				}
+			})
+		}
 	}
 }
 
@@ -216,7 +258,7 @@ func BenchmarkChannelOpen(b *testing.B) {
 		config *ssh.ClientConfig
 	}{{"sshd", d.Addr, d.ClientConfig()}, {"sshtest", testAddr, testConfig}}
 	for _, srv := range servers {
-		for _, client := range []string{"sshfwd", "xcrypto"} {
+		for _, client := range inOrder([]string{"sshfwd", "xcrypto"}) {
 			b.Run("server="+srv.name+"/client="+client, func(b *testing.B) {
 				o := clients[client](b, srv.addr, srv.config)
 				took := make([]float64, b.N)

@@ -9,11 +9,12 @@
 //     stream through the local port to a Sink, both through the same sshd
 //     with the same cipher;
 //   - BenchmarkStream: an OpenForward Channel against x/crypto's Client.Dial
-//     through sshd, and sshtest against sshd as the server of the same
-//     OpenForward client;
-//   - BenchmarkConcurrent: 1, 64 and 1,000 streams on one connection: the
-//     aggregate rate and how evenly the streams share it, with x/crypto's
-//     Client.Dial alongside to tell sshd's limits from sshfwd's;
+//     through sshd, in throughput and in CPU time per byte, and sshtest
+//     against sshd as the server of the same OpenForward client;
+//   - BenchmarkConcurrent: 1, 64 and 1,000 streams on one connection to sshd
+//     and to sshtest: the aggregate rate and how evenly the streams share
+//     it, with x/crypto's Client.Dial alongside to tell a server's limits
+//     from sshfwd's;
 //   - BenchmarkChannelOpen: channel-open latency percentiles, OpenForward
 //     against Client.Dial, through sshd and through sshtest;
 //   - BenchmarkIdleHeap: the heap each idle connection through ForwardLocal
@@ -25,13 +26,16 @@
 // and the clients of BenchmarkIdleHeap).
 //
 // They need OpenSSH's sshd and ssh and skip without them. bench/run runs
-// them all several times, interleaved, and prints a markdown table of medians
-// and ratios made by bench/report:
+// them all several times, interleaved, what each compares in one order in
+// odd rounds and in the other (-sshfwd.reverse) in even ones, and prints a
+// markdown table of medians and ratios made by bench/report:
 //
-//	bench/run          # about 10 minutes on two cores
+//	bench/run          # about 15 minutes on two cores
 //	bench/run -quick   # a smoke run of a minute or two
 //
-// One benchmark alone, with a CPU profile of this process:
+// One benchmark alone, with a CPU profile of this process, and one of the
+// sshtest process:
 //
 //	go test ./bench -run '^$' -bench 'Stream/cipher=aes128-gcm/server=sshd' -benchtime 1x -cpuprofile cpu.prof
+//	SSHFWD_BENCH_ROLE_CPUPROFILE=$PWD/sshtest.prof go test ./bench -run '^$' -bench 'Stream/cipher=aes128-gcm/server=sshtest' -benchtime 1x
 package bench

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,13 +49,37 @@ var roles = map[string]func(in *bufio.Scanner) error{
 
 func TestMain(m *testing.M) {
 	if role := os.Getenv(roleEnv); role != "" {
-		if err := roles[role](bufio.NewScanner(os.Stdin)); err != nil {
-			fmt.Fprintf(os.Stderr, "bench: %s: %v\n", role, err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		os.Exit(playRole(role))
 	}
 	goleak.VerifyTestMain(m)
+}
+
+// roleProfileEnv, set in the environment of bench/run or go test, names a
+// file that a role writes its CPU profile to: how to see where sshtest
+// spends its time, since the -cpuprofile of go test covers only the
+// process that measures.
+const roleProfileEnv = "SSHFWD_BENCH_ROLE_CPUPROFILE"
+
+// playRole plays role until its standard input ends and returns the exit
+// code.
+func playRole(role string) int {
+	if path := os.Getenv(roleProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %s: CPU profile: %v\n", role, err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
+	if err := roles[role](bufio.NewScanner(os.Stdin)); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s: %v\n", role, err)
+		return 1
+	}
+	return 0
 }
 
 // serveSSHTest runs an sshtest server that accepts the key in keyEnv and
@@ -257,6 +282,13 @@ func startSSHD(b testing.TB) *peers.SSHD {
 	b.Helper()
 	peers.Require(b, peers.SSHDBin)
 	return peers.StartSSHD(b, peers.SSHDOptions{})
+}
+
+// cpuTime returns the CPU time, user and system, this process has used.
+func cpuTime(b testing.TB) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // withCipher returns a copy of cfg that offers only cipher.

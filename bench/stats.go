@@ -26,6 +26,22 @@ func Median(xs []float64) float64 {
 	return (s[mid-1] + s[mid]) / 2
 }
 
+// Ratio compares samples xs with reference samples ref. When both have the
+// same number of samples, sample i of each taken in the same round, it is
+// the median of the per-round ratios xs[i]/ref[i], so that how busy the
+// machine was in a round cancels out; otherwise it is the ratio of the
+// medians. It returns NaN when either has no samples.
+func Ratio(xs, ref []float64) float64 {
+	if len(xs) == 0 || len(xs) != len(ref) {
+		return Median(xs) / Median(ref)
+	}
+	ratios := make([]float64, len(xs))
+	for i := range xs {
+		ratios[i] = xs[i] / ref[i]
+	}
+	return Median(ratios)
+}
+
 // Percentile returns the p-th percentile (0 < p <= 100) of xs by the
 // nearest-rank method: the smallest sample that at least p percent of the
 // samples do not exceed. It returns NaN for no samples.

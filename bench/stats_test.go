@@ -26,6 +26,17 @@ func TestMedian(t *testing.T) {
 	assert.True(t, math.IsNaN(bench.Median(nil)))
 }
 
+func TestRatio(t *testing.T) {
+	// Round by round, the first is twice the second, though the rounds
+	// differ more than that: the paired ratio sees 2, the medians 1.
+	assert.Equal(t, 2.0, bench.Ratio([]float64{2, 20, 200}, []float64{1, 10, 100}))
+	// Unpaired (a round is missing), it is the ratio of the medians.
+	assert.Equal(t, 10.0/55, bench.Ratio([]float64{2, 10, 200}, []float64{10, 100}))
+	assert.Equal(t, 0.5, bench.Ratio([]float64{1, 3}, []float64{2, 6}))
+	assert.True(t, math.IsNaN(bench.Ratio(nil, []float64{1})))
+	assert.True(t, math.IsNaN(bench.Ratio(nil, nil)))
+}
+
 func TestPercentile(t *testing.T) {
 	xs := make([]float64, 100)
 	for i := range xs {
