@@ -140,10 +140,19 @@ func (s *Session) open(ctx context.Context, t target) (*Channel, error) {
 }
 
 // openRaw opens the channel t describes, giving up when ctx ends; a channel
-// that is confirmed after that is closed.
+// that is confirmed after that is closed. A ctx that can never end, such as
+// context.Background(), needs no goroutine to watch it: the open is made
+// from the caller's, which saves a hand-off on every open.
 func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
 	if err := ctx.Err(); err != nil {
 		return opened{}, err
+	}
+	if ctx.Done() == nil {
+		if s.over() {
+			return opened{}, ErrSessionClosed
+		}
+		ch, reqs, err := s.client.OpenChannel(t.typ, t.payload)
+		return s.opened(t, opened{ch, reqs, err})
 	}
 	result := make(chan opened)
 	abandoned := make(chan struct{})
@@ -163,15 +172,20 @@ func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
 	}
 	select {
 	case r := <-result:
-		if r.err != nil {
-			if isClosed(s.done) {
-				r.err = ErrSessionClosed
-			}
-			return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, r.err)
-		}
-		return r, nil
+		return s.opened(t, r)
 	case <-ctx.Done():
 		close(abandoned)
 		return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, ctx.Err())
 	}
+}
+
+// opened turns the outcome of opening t into openRaw's result.
+func (s *Session) opened(t target, r opened) (opened, error) {
+	if r.err != nil {
+		if s.over() {
+			r.err = ErrSessionClosed
+		}
+		return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, r.err)
+	}
+	return r, nil
 }

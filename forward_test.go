@@ -177,6 +177,30 @@ func TestOpenForwardContext(t *testing.T) {
 	require.NoError(t, ch.Close())
 }
 
+// An open with a context that never ends is made without a goroutine of
+// its own; Session.Close must still end it while the server holds it.
+func TestOpenForwardBackgroundEndsWithSession(t *testing.T) {
+	release := make(chan struct{})
+	asked := make(chan error, 1)
+	srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(string, int) bool {
+		asked <- nil
+		<-release
+		return true
+	}})
+	defer close(release)
+	s := dial(t, srv.Addr(), srv.ClientConfig())
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.OpenForward(context.Background(), "127.0.0.1", 9, "localhost", 1)
+		done <- err
+	}()
+	receive(t, asked, "the server was asked to open")
+	require.NoError(t, s.Close())
+	err := receive(t, done, "OpenForward returns after Session.Close")
+	assert.ErrorIs(t, err, sshfwd.ErrSessionClosed)
+}
+
 // hashEcho writes data to an echoing channel and reads it back.
 func hashEcho(t testing.TB, c net.Conn, data []byte) {
 	t.Helper()

@@ -65,7 +65,7 @@ func (s *Session) AcceptForward(ctx context.Context) (ch *Channel, destinationPo
 		if err == nil {
 			return c, in.port, nil
 		}
-		if isClosed(s.done) {
+		if s.over() {
 			return nil, 0, fmt.Errorf("sshfwd: AcceptForward: %w", ErrSessionClosed)
 		}
 		// The originator gave up before we accepted; wait for the next one.
@@ -212,7 +212,7 @@ func (f *remoteForward) cancelRequest() (string, []byte) {
 // lets the router place a channel that races ahead of the server's answer.
 func (s *Session) requestForward(ctx context.Context, f *remoteForward) error {
 	s.mu.Lock()
-	if s.closed || isClosed(s.done) {
+	if s.closed || s.over() {
 		s.mu.Unlock()
 		return fmt.Errorf("sshfwd: forward %s: %w", f, ErrSessionClosed)
 	}
@@ -298,7 +298,7 @@ func (s *Session) request(ctx context.Context, name string, payload []byte, late
 	select {
 	case a := <-result:
 		switch {
-		case a.err != nil && isClosed(s.done):
+		case a.err != nil && s.over():
 			return nil, ErrSessionClosed
 		case a.err != nil:
 			return nil, a.err

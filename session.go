@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -20,9 +21,10 @@ import (
 //
 // A Session is safe for concurrent use.
 type Session struct {
-	client *ssh.Client
-	done   chan struct{} // closed once the Session is closed or its connection ended
-	ended  sync.Once
+	client  *ssh.Client
+	done    chan struct{} // closed once the Session is closed or its connection ended
+	ended   sync.Once
+	closing atomic.Bool // Close has begun: errors from here on say the Session closed
 
 	acceptQ *queue // forwarded-tcpip channels for AcceptForward
 	x11Q    *queue // x11 channels for AcceptX11
@@ -140,6 +142,7 @@ func (s *Session) Client() *ssh.Client { return s.client }
 // open calls fail with an error matching net.ErrClosed. Calling it again
 // does nothing.
 func (s *Session) Close() error {
+	s.closing.Store(true)
 	for _, c := range s.liveChannels() {
 		c.shut()
 	}
@@ -164,6 +167,10 @@ func (s *Session) Done() <-chan struct{} { return s.done }
 
 // Wait blocks until the connection ends and returns why, as ssh.Client.Wait.
 func (s *Session) Wait() error { return s.client.Wait() }
+
+// over reports whether the Session is closed or closing, or its connection
+// ended: whether a failing call should say ErrSessionClosed.
+func (s *Session) over() bool { return s.closing.Load() || isClosed(s.done) }
 
 // end marks the Session over and refuses every queued channel.
 func (s *Session) end() {

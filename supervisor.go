@@ -234,7 +234,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 		}()
 	}
 	fail := func(what string, err error) {
-		if ctx.Err() != nil || isClosed(s.done) {
+		if ctx.Err() != nil || s.over() {
 			return
 		}
 		sv.logf("%s failed: %v", what, err)
@@ -300,7 +300,7 @@ func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteFor
 			}
 			return s.serveRemote(ctx, ln, connect)
 		}
-		if sv.ExitOnForwardFailure || ctx.Err() != nil || isClosed(s.done) {
+		if sv.ExitOnForwardFailure || ctx.Err() != nil || s.over() {
 			return err
 		}
 		wait := sv.backoff(attempt)

@@ -178,7 +178,7 @@ func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelS
 		d.SetDeadline(time.Time{})
 	}
 	switch {
-	case isClosed(s.done):
+	case s.over():
 		return ErrSessionClosed
 	case ctx.Err() != nil:
 		return context.Cause(ctx)

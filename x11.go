@@ -137,7 +137,7 @@ func (s *Session) AcceptX11(ctx context.Context) (*Channel, error) {
 		if err == nil {
 			return c, nil
 		}
-		if isClosed(s.done) {
+		if s.over() {
 			return nil, fmt.Errorf("sshfwd: AcceptX11: %w", ErrSessionClosed)
 		}
 	}
