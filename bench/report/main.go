@@ -168,7 +168,10 @@ func summary(w io.Writer, res bench.Results) {
 		if r.ref != "" {
 			rv := bench.Median(res.Samples(r.ref, r.unit))
 			figure = bench.Ratio(res.Samples(r.name, r.unit), res.Samples(r.ref, r.unit))
-			ref, ratio = format(rv), format(figure)+"×"
+			ref, ratio = format(rv), format(figure)
+			if !math.IsNaN(figure) {
+				ratio += "×"
+			}
 			if r.goal != nil {
 				target += "×"
 			}
