@@ -137,27 +137,69 @@ func (c *Channel) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	if len(c.unread) == 0 {
-		if c.chunk != nil {
-			bufpool.Put(c.chunk)
-			c.chunk = nil
-			c.tokens <- struct{}{}
-		}
-		c.readStart.Do(c.startReader)
-		select {
-		case b, ok := <-c.filled:
-			if !ok {
-				return 0, c.readErr
-			}
-			c.chunk, c.unread = b, b
-		case <-c.rdl.wait():
-			return 0, c.opError("read", os.ErrDeadlineExceeded)
-		case <-c.done:
-			return 0, c.opError("read", net.ErrClosed)
+		if err := c.next(); err != nil {
+			return 0, err
 		}
 	}
 	n := copy(p, c.unread)
 	c.unread = c.unread[n:]
 	return n, nil
+}
+
+// next gives back the chunk Read or WriteTo drained and waits for the next
+// one, until the read deadline; readMu is held.
+func (c *Channel) next() error {
+	if c.chunk != nil {
+		bufpool.Put(c.chunk)
+		c.chunk = nil
+		c.tokens <- struct{}{}
+	}
+	c.readStart.Do(c.startReader)
+	select {
+	case b, ok := <-c.filled:
+		if !ok {
+			return c.readErr
+		}
+		c.chunk, c.unread = b, b
+		return nil
+	case <-c.rdl.wait():
+		return c.opError("read", os.ErrDeadlineExceeded)
+	case <-c.done:
+		return c.opError("read", net.ErrClosed)
+	}
+}
+
+// WriteTo implements io.WriterTo, which io.Copy prefers: it hands w each
+// buffer the Channel received, as it arrives, until the peer's EOF, which
+// saves the copy into the caller's buffer that Read makes. It returns the
+// bytes w took, and nil at the peer's EOF. The read deadline bounds each
+// wait for data, as it bounds a Read; an error from w ends it too.
+func (c *Channel) WriteTo(w io.Writer) (int64, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if err := c.checkOpen("read", c.rdl); err != nil {
+		return 0, err
+	}
+	var total int64
+	for {
+		if len(c.unread) == 0 {
+			if err := c.next(); err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				return total, err
+			}
+		}
+		n, err := w.Write(c.unread)
+		total += int64(n)
+		c.unread = c.unread[n:]
+		if err == nil && len(c.unread) > 0 {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 func (c *Channel) startReader() {
@@ -256,6 +298,78 @@ func (c *Channel) Write(p []byte) (int, error) {
 		}
 		if err := c.waitSend("write"); err != nil {
 			return n, err
+		}
+	}
+}
+
+// ReadFrom implements io.ReaderFrom, which io.Copy uses when the source has
+// no WriteTo: it reads r straight into the Channel's send buffer until r's
+// EOF, which saves the copy out of the caller's buffer that Write makes.
+// It waits for room before each read from r, never with bytes in hand, so
+// a write deadline or Close that ends it loses nothing it read. It returns
+// the bytes read from r, all of which are sent, and nil at r's EOF.
+func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.checkOpen("write", c.wdl); err != nil {
+		return 0, err
+	}
+	if c.eofSent {
+		return 0, c.opError("write", ErrWriteAfterEOF)
+	}
+	c.writeStart.Do(c.startWriter)
+	var total int64
+	size := bufpool.Small // as readLoop: a wait on an idle r holds little
+	for {
+		if err := c.waitTaken(); err != nil {
+			return total, err
+		}
+		buf := bufpool.Get(size)
+		n, rerr := r.Read(buf)
+		size = bufpool.Next(len(buf), n)
+		if n == 0 {
+			bufpool.Put(buf)
+		} else {
+			c.sendMu.Lock()
+			err := c.sendErr
+			if err == nil {
+				c.pending = buf[:n] // waitTaken left it empty, and only this call fills it
+			}
+			c.sendMu.Unlock()
+			if err != nil {
+				bufpool.Put(buf)
+				return total, err
+			}
+			total += int64(n)
+			notify(c.hasData)
+		}
+		switch {
+		case rerr == io.EOF:
+			return total, nil
+		case rerr != nil:
+			return total, rerr
+		}
+	}
+}
+
+// waitTaken waits until writeLoop has taken everything in the send buffer,
+// until the write deadline, and reports whether writing may go on.
+func (c *Channel) waitTaken() error {
+	for {
+		if err := c.checkOpen("write", c.wdl); err != nil {
+			return err
+		}
+		c.sendMu.Lock()
+		empty, err := c.pending == nil, c.sendErr
+		c.sendMu.Unlock()
+		if err != nil {
+			return err
+		}
+		if empty {
+			return nil
+		}
+		if err := c.waitSend("write"); err != nil {
+			return err
 		}
 	}
 }
@@ -502,4 +616,8 @@ func networkOf(a net.Addr) string {
 
 var errPeerClosed = fmt.Errorf("sshfwd: channel closed by peer: %w", io.EOF)
 
-var _ net.Conn = (*Channel)(nil)
+var (
+	_ net.Conn      = (*Channel)(nil)
+	_ io.ReaderFrom = (*Channel)(nil)
+	_ io.WriterTo   = (*Channel)(nil)
+)

@@ -82,13 +82,18 @@ var clients = map[string]func(b testing.TB, addr string, cfg *ssh.ClientConfig) 
 // byte (cpu-ns/B): the client's work plus the writer's and the Sink's,
 // which are the same whatever the client.
 func streams(b *testing.B, withCPU bool, open func() (net.Conn, error)) {
+	stream(b, withCPU, bench.Blast, open)
+}
+
+// stream is streams with send, Blast or Pour, for the way bytes are sent.
+func stream(b *testing.B, withCPU bool, send func(net.Conn, int64) error, open func() (net.Conn, error)) {
 	b.SetBytes(*streamBytes)
 	b.ResetTimer()
 	cpu := cpuTime(b)
 	for range b.N {
 		c, err := open()
 		require.NoError(b, err)
-		err = bench.Blast(c, *streamBytes)
+		err = send(c, *streamBytes)
 		c.Close()
 		require.NoError(b, err)
 	}
@@ -154,6 +159,23 @@ func BenchmarkStream(b *testing.B) {
 			b.Run("cipher="+c.short+"/server="+v.server+"/client="+v.client, func(b *testing.B) {
 				o := clients[v.client](b, v.addr, withCipher(v.config, c.name))
 				streams(b, true, func() (net.Conn, error) { return o.open(port) })
+			})
+		}
+	}
+}
+
+// BenchmarkCopy is BenchmarkStream through sshd the way a forwarder moves a
+// stream, with io.Copy from a loopback TCP connection into the forwarded
+// conn (bench.Pour): the Channel's ReadFrom against the buffer io.Copy
+// needs for x/crypto's conn.
+func BenchmarkCopy(b *testing.B) {
+	d := startSSHD(b)
+	port := newSink(b).Addr().Port
+	for _, c := range ciphers {
+		for _, client := range inOrder([]string{"sshfwd", "xcrypto"}) {
+			b.Run("cipher="+c.short+"/client="+client, func(b *testing.B) {
+				o := clients[client](b, d.Addr, withCipher(d.ClientConfig(), c.name))
+				stream(b, true, bench.Pour, func() (net.Conn, error) { return o.open(port) })
 			})
 		}
 	}

@@ -11,6 +11,8 @@
 //   - BenchmarkStream: an OpenForward Channel against x/crypto's Client.Dial
 //     through sshd, in throughput and in CPU time per byte, and sshtest
 //     against sshd as the server of the same OpenForward client;
+//   - BenchmarkCopy: the same comparison through sshd, with the stream moved
+//     as a forwarder moves it, io.Copy from a loopback TCP connection;
 //   - BenchmarkConcurrent: 1, 64 and 1,000 streams on one connection to sshd
 //     and to sshtest: the aggregate rate and how evenly the streams share
 //     it, with x/crypto's Client.Dial alongside to tell a server's limits

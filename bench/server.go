@@ -170,8 +170,7 @@ type closeWriter interface {
 // waits for the Sink's count, which must be n: the time Blast takes is the
 // time the bytes took to arrive.
 func Blast(c net.Conn, n int64) error {
-	cw, ok := c.(closeWriter)
-	if !ok {
+	if _, ok := c.(closeWriter); !ok {
 		return fmt.Errorf("bench: %T cannot send EOF", c)
 	}
 	for left := n; left > 0; {
@@ -180,6 +179,56 @@ func Blast(c net.Conn, n int64) error {
 			return fmt.Errorf("bench: write: %w", err)
 		}
 		left -= int64(len(chunk))
+	}
+	return finish(c, n)
+}
+
+// Pour sends n bytes on c to a Sink the way a forwarder moves a stream: it
+// writes them into a loopback TCP connection of its own, in writes of
+// ChunkSize, and copies that connection's other end into c with io.Copy.
+// Then it sends EOF and waits for the Sink's count, as Blast does.
+func Pour(c net.Conn, n int64) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("bench: listen: %w", err)
+	}
+	defer ln.Close()
+	in, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		return fmt.Errorf("bench: dial: %w", err)
+	}
+	defer in.Close()
+	out, err := ln.Accept()
+	if err != nil {
+		return fmt.Errorf("bench: accept: %w", err)
+	}
+	defer out.Close()
+	written := make(chan error, 1)
+	go func() {
+		for left := n; left > 0; {
+			chunk := zeros[:min(left, ChunkSize)]
+			if _, err := in.Write(chunk); err != nil {
+				written <- err
+				return
+			}
+			left -= int64(len(chunk))
+		}
+		written <- in.(*net.TCPConn).CloseWrite()
+	}()
+	if _, err := io.Copy(c, out); err != nil {
+		return fmt.Errorf("bench: copy: %w", err)
+	}
+	if err := <-written; err != nil {
+		return fmt.Errorf("bench: write: %w", err)
+	}
+	return finish(c, n)
+}
+
+// finish sends EOF on c and checks that the Sink counted n bytes.
+func finish(c net.Conn, n int64) error {
+	cw, ok := c.(closeWriter)
+	if !ok {
+		return fmt.Errorf("bench: %T cannot send EOF", c)
 	}
 	if err := cw.CloseWrite(); err != nil {
 		return fmt.Errorf("bench: send EOF: %w", err)

@@ -73,6 +73,8 @@ func rows() []row {
 			"BenchmarkLocalForward/cipher=%s/impl=sshfwd", "BenchmarkLocalForward/cipher=%s/impl=openssh", atLeast(1.3)},
 		{"OpenForward vs x/crypto `Client.Dial`, via sshd, %s",
 			"BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", "BenchmarkStream/cipher=%s/server=sshd/client=xcrypto", atLeast(1.0)},
+		{"io.Copy from TCP into OpenForward vs into x/crypto `Client.Dial`, via sshd, %s",
+			"BenchmarkCopy/cipher=%s/client=sshfwd", "BenchmarkCopy/cipher=%s/client=xcrypto", atLeast(1.0)},
 		{"sshtest vs OpenSSH sshd as the server, OpenForward, %s",
 			"BenchmarkStream/cipher=%s/server=sshtest/client=sshfwd", "BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", atLeast(1.0)},
 	} {
@@ -87,12 +89,19 @@ func rows() []row {
 		}
 	}
 	for _, c := range []string{"aes128-gcm", "chacha20-poly1305"} {
-		rs = append(rs, row{
-			what: fmt.Sprintf("CPU of this process per byte, OpenForward vs x/crypto `Client.Dial`, via sshd, %s (lower is better)", c),
-			unit: "cpu-ns/B",
-			name: fmt.Sprintf("BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", c),
-			ref:  fmt.Sprintf("BenchmarkStream/cipher=%s/server=sshd/client=xcrypto", c),
-		})
+		rs = append(rs,
+			row{
+				what: fmt.Sprintf("CPU of this process per byte, OpenForward vs x/crypto `Client.Dial`, via sshd, %s (lower is better)", c),
+				unit: "cpu-ns/B",
+				name: fmt.Sprintf("BenchmarkStream/cipher=%s/server=sshd/client=sshfwd", c),
+				ref:  fmt.Sprintf("BenchmarkStream/cipher=%s/server=sshd/client=xcrypto", c),
+			},
+			row{
+				what: fmt.Sprintf("CPU of this process per byte, io.Copy into OpenForward vs into `Client.Dial`, %s (lower is better)", c),
+				unit: "cpu-ns/B",
+				name: fmt.Sprintf("BenchmarkCopy/cipher=%s/client=sshfwd", c),
+				ref:  fmt.Sprintf("BenchmarkCopy/cipher=%s/client=xcrypto", c),
+			})
 	}
 	for _, server := range []string{"sshd", "sshtest"} {
 		concurrent := func(n, client string) string {
