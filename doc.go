@@ -6,7 +6,10 @@
 //
 // A Session is the forwarding state of one SSH connection. Channels it opens
 // or accepts are *Channel values: complete net.Conns with working deadlines
-// and CloseWrite, which sends EOF while reading goes on.
+// and CloseWrite, which sends EOF while reading goes on. To honour a write
+// deadline while x/crypto waits for the peer's window, Write copies into a
+// send buffer, as a write to a TCP socket does; io.Copy avoids that copy
+// through the Channel's ReadFrom and WriteTo.
 //
 //	s, err := sshfwd.Dial(ctx, "tcp", "example.com:22", config)
 //	ch, err := s.OpenForward(ctx, "www.google.com", 80, "localhost", 5555)
