@@ -279,7 +279,7 @@ func (c *Channel) Write(p []byte) (int, error) {
 	n := 0
 	for {
 		c.sendMu.Lock()
-		if err := c.sendErr; err != nil {
+		if err := c.acceptErr(); err != nil {
 			c.sendMu.Unlock()
 			return n, err
 		}
@@ -331,7 +331,7 @@ func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
 			bufpool.Put(buf)
 		} else {
 			c.sendMu.Lock()
-			err := c.sendErr
+			err := c.acceptErr()
 			if err == nil {
 				c.pending = buf[:n] // waitTaken left it empty, and only this call fills it
 			}
@@ -350,6 +350,16 @@ func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
 			return total, rerr
 		}
 	}
+}
+
+// acceptErr says why the send buffer may take no more bytes, or nil; sendMu
+// is held. Once Close has begun, bytes added could be left behind unsent by
+// a writeLoop that already stopped, so they are refused instead.
+func (c *Channel) acceptErr() error {
+	if c.closing {
+		return c.opError("write", net.ErrClosed)
+	}
+	return c.sendErr
 }
 
 // waitTaken waits until writeLoop has taken everything in the send buffer,

@@ -216,3 +216,37 @@ func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
 	})
 	return a.(*net.TCPConn), b.(*net.TCPConn)
 }
+
+// A ReadFrom waiting for its source when the Channel is closed does not
+// count what the source gives it afterwards: nothing would send it.
+func TestChannelReadFromClosedWhileReading(t *testing.T) {
+	srv := newServer(t, nil)
+	s := dial(t, srv.Addr(), srv.ClientConfig())
+	ch, err := s.OpenForward(testContext(t), "127.0.0.1", tcpServer(t, echo).Port, "localhost", 1)
+	require.NoError(t, err)
+
+	pr, pw := io.Pipe()
+	defer pr.Close() // should ReadFrom not be reading, the writer below must not hang
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := ch.ReadFrom(pr)
+		done <- result{n, err}
+	}()
+	time.Sleep(50 * time.Millisecond) // ReadFrom is waiting in pr.Read
+	require.NoError(t, ch.Close())
+	go func() {
+		pw.Write([]byte("after close"))
+		pw.Close()
+	}()
+	select {
+	case r := <-done:
+		assert.ErrorIs(t, r.err, net.ErrClosed)
+		assert.Zero(t, r.n, "ReadFrom counted bytes it took after Close")
+	case <-time.After(testTimeout):
+		t.Fatal("ReadFrom did not return")
+	}
+}
