@@ -321,7 +321,11 @@ func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
 	var total int64
 	size := bufpool.Small // as readLoop: a wait on an idle r holds little
 	for {
-		if err := c.waitTaken(); err != nil {
+		// Before each read, never with bytes in hand: room, and time left.
+		if err := c.checkOpen("write", c.wdl); err != nil {
+			return total, err
+		}
+		if err := c.waitSent("write", false); err != nil {
 			return total, err
 		}
 		buf := bufpool.Get(size)
@@ -333,7 +337,7 @@ func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
 			c.sendMu.Lock()
 			err := c.acceptErr()
 			if err == nil {
-				c.pending = buf[:n] // waitTaken left it empty, and only this call fills it
+				c.pending = buf[:n] // waitSent left it empty, and only this call fills it
 			}
 			c.sendMu.Unlock()
 			if err != nil {
@@ -362,23 +366,21 @@ func (c *Channel) acceptErr() error {
 	return c.sendErr
 }
 
-// waitTaken waits until writeLoop has taken everything in the send buffer,
-// until the write deadline, and reports whether writing may go on.
-func (c *Channel) waitTaken() error {
+// waitSent waits, until the write deadline, for writeLoop to have taken
+// everything in the send buffer and, with onWire, to have written it too.
+func (c *Channel) waitSent(op string, onWire bool) error {
 	for {
-		if err := c.checkOpen("write", c.wdl); err != nil {
-			return err
-		}
 		c.sendMu.Lock()
-		empty, err := c.pending == nil, c.sendErr
+		done := c.pending == nil && !(onWire && c.sending)
+		err := c.sendErr
 		c.sendMu.Unlock()
 		if err != nil {
 			return err
 		}
-		if empty {
+		if done {
 			return nil
 		}
-		if err := c.waitSend("write"); err != nil {
+		if err := c.waitSend(op); err != nil {
 			return err
 		}
 	}
@@ -466,24 +468,6 @@ func notify(ch chan struct{}) {
 	}
 }
 
-// flush waits until everything Write accepted is on the wire.
-func (c *Channel) flush() error {
-	for {
-		c.sendMu.Lock()
-		idle, err := c.pending == nil && !c.sending, c.sendErr
-		c.sendMu.Unlock()
-		if err != nil {
-			return err
-		}
-		if idle {
-			return nil
-		}
-		if err := c.waitSend("close"); err != nil {
-			return err
-		}
-	}
-}
-
 // CloseWrite sends EOF once everything written before it is on the wire
 // (ssh_channel_send_eof in libssh). Reading goes on until the peer's EOF.
 // It honours the write deadline while it waits, and calling it again does
@@ -498,7 +482,7 @@ func (c *Channel) CloseWrite() error {
 		return nil
 	}
 	if c.hasData != nil {
-		if err := c.flush(); err != nil {
+		if err := c.waitSent("close", true); err != nil {
 			return err
 		}
 	}

@@ -64,6 +64,7 @@ var (
 	echo         = testnet.Echo
 	roundTrip    = testnet.RoundTrip
 	randomBytes  = testnet.RandomBytes
+	tcpPair      = testnet.TCPPair
 )
 
 // hashRoundTrip writes data to c, sends EOF, and checks that the answer is

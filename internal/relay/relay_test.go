@@ -12,6 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/sshfwd/sshfwd/internal/testnet"
 )
 
 func TestMain(m *testing.M) {
@@ -20,36 +22,7 @@ func TestMain(m *testing.M) {
 
 // tcpPair returns the two ends of a loopback TCP connection. net.Pipe would
 // not do: it cannot half-close.
-func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	acceptErr := make(chan error, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			acceptErr <- err
-			return
-		}
-		accepted <- c
-	}()
-	dialed, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	var other net.Conn
-	select {
-	case other = <-accepted:
-	case err := <-acceptErr:
-		dialed.Close()
-		require.NoError(t, err)
-	}
-	t.Cleanup(func() {
-		dialed.Close()
-		other.Close()
-	})
-	return dialed.(*net.TCPConn), other.(*net.TCPConn)
-}
+var tcpPair = testnet.TCPPair
 
 // relayed starts Relay between the server ends of two TCP pairs and returns
 // the client ends and a channel that receives Relay's result.

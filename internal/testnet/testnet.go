@@ -78,6 +78,23 @@ func UnixServer(t testing.TB, handle func(net.Conn)) string {
 	return path
 }
 
+// TCPPair returns the two ends of a loopback TCP connection, closed when
+// the test ends. net.Pipe would not do where half-close matters: it has no
+// CloseWrite.
+func TCPPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	dialed, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { dialed.Close() })
+	accepted, err := ln.Accept() // the backlog holds the connection until now
+	require.NoError(t, err)
+	t.Cleanup(func() { accepted.Close() })
+	return dialed.(*net.TCPConn), accepted.(*net.TCPConn)
+}
+
 // HashAfterEOF reads everything until EOF, then answers with its sha256 in
 // hex.
 func HashAfterEOF(c net.Conn) {
