@@ -266,11 +266,8 @@ const lingerTimeout = 10 * time.Second
 func (c *Channel) Write(p []byte) (int, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.checkOpen("write", c.wdl); err != nil {
+	if err := c.writable(); err != nil {
 		return 0, err
-	}
-	if c.eofSent {
-		return 0, c.opError("write", ErrWriteAfterEOF)
 	}
 	if len(p) == 0 {
 		return 0, nil
@@ -311,11 +308,8 @@ func (c *Channel) Write(p []byte) (int, error) {
 func (c *Channel) ReadFrom(r io.Reader) (int64, error) {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.checkOpen("write", c.wdl); err != nil {
+	if err := c.writable(); err != nil {
 		return 0, err
-	}
-	if c.eofSent {
-		return 0, c.opError("write", ErrWriteAfterEOF)
 	}
 	c.writeStart.Do(c.startWriter)
 	var total int64
@@ -364,6 +358,18 @@ func (c *Channel) acceptErr() error {
 		return c.opError("write", net.ErrClosed)
 	}
 	return c.sendErr
+}
+
+// writable says why Write or ReadFrom may not start, or nil; writeMu is
+// held.
+func (c *Channel) writable() error {
+	if err := c.checkOpen("write", c.wdl); err != nil {
+		return err
+	}
+	if c.eofSent {
+		return c.opError("write", ErrWriteAfterEOF)
+	}
+	return nil
 }
 
 // waitSent waits, until the write deadline, for writeLoop to have taken
