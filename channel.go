@@ -1,7 +1,6 @@
 package sshfwd
 
 import (
-	"fmt"
 	"io"
 	"net"
 	"os"
@@ -614,7 +613,7 @@ func networkOf(a net.Addr) string {
 	return a.Network()
 }
 
-var errPeerClosed = fmt.Errorf("sshfwd: channel closed by peer: %w", io.EOF)
+var errPeerClosed = wrap("channel closed by peer", io.EOF)
 
 var (
 	_ net.Conn      = (*Channel)(nil)

@@ -2,7 +2,9 @@ package sshfwd
 
 import (
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 )
 
 // Sentinel errors. Errors from the peer keep their own types: a refused
@@ -35,3 +37,31 @@ type closedError string
 func (e closedError) Error() string { return string(e) }
 
 func (e closedError) Is(target error) bool { return target == net.ErrClosed }
+
+// prefix opens every error of this module's own, once.
+const prefix = "sshfwd: "
+
+// wrapped is an error with context in front, saying "sshfwd:" once however
+// deep the wrapping: the errors of this module all begin with it, so the
+// wrapped message is given without its own.
+type wrapped struct {
+	context string
+	err     error
+}
+
+func (e *wrapped) Error() string {
+	return prefix + e.context + ": " + strings.TrimPrefix(e.err.Error(), prefix)
+}
+
+func (e *wrapped) Unwrap() error { return e.err }
+
+// wrap puts context in front of err, which errors.Is and errors.As still
+// reach.
+func wrap(context string, err error) error {
+	return &wrapped{context: context, err: err}
+}
+
+// wrapf is wrap with a formatted context.
+func wrapf(err error, format string, args ...any) error {
+	return wrap(fmt.Sprintf(format, args...), err)
+}

@@ -24,7 +24,7 @@ import (
 func (s *Session) OpenForward(ctx context.Context, remoteHost string, remotePort int, sourceHost string, sourcePort int) (*Channel, error) {
 	t, err := tcpTarget(remoteHost, remotePort, sourceHost, sourcePort)
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenForward: %w", err)
+		return nil, wrap("OpenForward", err)
 	}
 	return s.open(ctx, t)
 }
@@ -85,7 +85,7 @@ func unixTarget(remotePath string, sourceHost string, sourcePort int) (target, e
 func (s *Session) OpenForwardUnix(ctx context.Context, remotePath string, sourceHost string, sourcePort int) (*Channel, error) {
 	t, err := unixTarget(remotePath, sourceHost, sourcePort)
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenForwardUnix: %w", err)
+		return nil, wrap("OpenForwardUnix", err)
 	}
 	return s.open(ctx, t)
 }
@@ -99,16 +99,16 @@ func (s *Session) DialContext(ctx context.Context, network, addr string) (net.Co
 	case "tcp", "tcp4", "tcp6":
 		host, port, err := splitHostPort(addr)
 		if err != nil {
-			return nil, fmt.Errorf("sshfwd: DialContext: %w", err)
+			return nil, wrap("DialContext", err)
 		}
 		if err := checkFamily(network, host); err != nil {
-			return nil, fmt.Errorf("sshfwd: DialContext: %w", err)
+			return nil, wrap("DialContext", err)
 		}
 		return s.OpenForward(ctx, host, port, "0.0.0.0", 0)
 	case "unix":
 		return s.OpenForwardUnix(ctx, addr, "", 0)
 	default:
-		return nil, fmt.Errorf("sshfwd: DialContext: %w: unsupported network %q", ErrBadAddress, network)
+		return nil, wrap("DialContext", fmt.Errorf("%w: unsupported network %q", ErrBadAddress, network))
 	}
 }
 
@@ -175,7 +175,7 @@ func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
 		return s.opened(t, r)
 	case <-ctx.Done():
 		close(abandoned)
-		return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, ctx.Err())
+		return opened{}, wrapf(ctx.Err(), "open %s to %s", t.typ, t.remote)
 	}
 }
 
@@ -185,7 +185,7 @@ func (s *Session) opened(t target, r opened) (opened, error) {
 		if s.over() {
 			r.err = ErrSessionClosed
 		}
-		return opened{}, fmt.Errorf("sshfwd: open %s to %s: %w", t.typ, t.remote, r.err)
+		return opened{}, wrapf(r.err, "open %s to %s", t.typ, t.remote)
 	}
 	return r, nil
 }

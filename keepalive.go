@@ -52,7 +52,7 @@ func (s *Session) KeepAlive(ctx context.Context, interval time.Duration, countMa
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.done:
-			return fmt.Errorf("sshfwd: KeepAlive: %w", ErrSessionClosed)
+			return wrap("KeepAlive", ErrSessionClosed)
 		case ok := <-answered:
 			inFlight = false
 			if ok {
@@ -74,7 +74,7 @@ func (s *Session) KeepAlive(ctx context.Context, interval time.Duration, countMa
 				answered <- err == nil
 			})
 			if !inFlight {
-				return fmt.Errorf("sshfwd: KeepAlive: %w", ErrSessionClosed)
+				return wrap("KeepAlive", ErrSessionClosed)
 			}
 		}
 	}

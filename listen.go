@@ -19,11 +19,12 @@ const cancelTimeout = 10 * time.Second
 
 // remoteForward is one forward the server listens on for this Session.
 type remoteForward struct {
-	unix    bool
-	addr    string // the host as requested, or the socket path
-	port    int    // the bound port; the requested one while pending
-	pending bool   // requested, not yet answered
-	q       *queue // where its channels wait: a Listener's, or the AcceptForward queue
+	unix      bool
+	addr      string // the host as requested, or the socket path
+	port      int    // the bound port; the requested one while pending
+	requested int    // the port as requested: 0 when the server chose
+	pending   bool   // requested, not yet answered
+	q         *queue // where its channels wait: a Listener's, or the AcceptForward queue
 }
 
 // ListenForward asks the server to listen on address and port and forward
@@ -37,9 +38,9 @@ type remoteForward struct {
 // after ctx ended is cancelled again.
 func (s *Session) ListenForward(ctx context.Context, address string, port int) (boundPort int, err error) {
 	if err := errors.Join(checkString("address", address), checkPort("port", port, 0)); err != nil {
-		return 0, fmt.Errorf("sshfwd: ListenForward: %w", err)
+		return 0, wrap("ListenForward", err)
 	}
-	f := &remoteForward{addr: address, port: port, pending: true, q: s.acceptQ}
+	f := &remoteForward{addr: address, port: port, requested: port, pending: true, q: s.acceptQ}
 	if err := s.requestForward(ctx, f); err != nil {
 		return 0, err
 	}
@@ -56,17 +57,17 @@ func (s *Session) AcceptForward(ctx context.Context) (ch *Channel, destinationPo
 	for {
 		in, ok, err := s.acceptQ.pop(ctx, s.done)
 		if err != nil {
-			return nil, 0, fmt.Errorf("sshfwd: AcceptForward: %w", err)
+			return nil, 0, wrap("AcceptForward", err)
 		}
 		if !ok {
-			return nil, 0, fmt.Errorf("sshfwd: AcceptForward: %w", ErrSessionClosed)
+			return nil, 0, wrap("AcceptForward", ErrSessionClosed)
 		}
 		c, err := s.acceptIncoming(in)
 		if err == nil {
 			return c, in.port, nil
 		}
 		if s.over() {
-			return nil, 0, fmt.Errorf("sshfwd: AcceptForward: %w", ErrSessionClosed)
+			return nil, 0, wrap("AcceptForward", ErrSessionClosed)
 		}
 		// The originator gave up before we accepted; wait for the next one.
 	}
@@ -78,7 +79,7 @@ func (s *Session) AcceptForward(ctx context.Context) (ch *Channel, destinationPo
 // of that forward still waiting for AcceptForward are refused.
 func (s *Session) CancelForward(ctx context.Context, address string, port int) error {
 	if err := errors.Join(checkString("address", address), checkPort("port", port, 1)); err != nil {
-		return fmt.Errorf("sshfwd: CancelForward: %w", err)
+		return wrap("CancelForward", err)
 	}
 	if f := s.forget(func(f *remoteForward) bool {
 		return !f.unix && f.q == s.acceptQ && f.addr == address && f.port == port
@@ -87,7 +88,7 @@ func (s *Session) CancelForward(ctx context.Context, address string, port int) e
 	}
 	payload := ssh.Marshal(&wire.TCPIPForwardMsg{Addr: address, Port: uint32(port)})
 	if _, err := s.request(ctx, wire.CancelTCPIPForward, payload, nil); err != nil {
-		return fmt.Errorf("sshfwd: CancelForward %s: %w", net.JoinHostPort(address, fmt.Sprint(port)), err)
+		return wrapf(err, "CancelForward %s", net.JoinHostPort(address, fmt.Sprint(port)))
 	}
 	return nil
 }
@@ -98,8 +99,25 @@ func (s *Session) CancelForward(ctx context.Context, address string, port int) e
 // choose; Addr reports the bound port), or "unix" with a socket path on the
 // server (streamlocal-forward@openssh.com). Closing the Listener cancels the
 // forward on the server. Each Listener has its own queue, so one that is not
-// accepted on never holds up the others.
+// accepted on never holds up the others. Listen waits for the server's
+// answer as long as the connection lasts; ListenContext bounds the wait.
 func (s *Session) Listen(network, address string) (net.Listener, error) {
+	return s.ListenContext(context.Background(), network, address)
+}
+
+// ListenContext is Listen with ctx bounding the wait for the server's
+// answer, as net.ListenConfig.Listen. A forward the server grants after ctx
+// ended is cancelled again, and connections it sends for it are refused.
+func (s *Session) ListenContext(ctx context.Context, network, address string) (net.Listener, error) {
+	ln, err := s.listen(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return ln, nil
+}
+
+// listen is ListenContext returning the concrete type.
+func (s *Session) listen(ctx context.Context, network, address string) (*Listener, error) {
 	f := &remoteForward{pending: true, q: newQueue()}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
@@ -108,18 +126,18 @@ func (s *Session) Listen(network, address string) (net.Listener, error) {
 			err = errors.Join(checkString("address", host), checkPort("port", port, 0))
 		}
 		if err != nil {
-			return nil, fmt.Errorf("sshfwd: Listen: %w", err)
+			return nil, wrap("Listen", err)
 		}
-		f.addr, f.port = host, port
+		f.addr, f.port, f.requested = host, port, port
 	case "unix":
 		if err := checkHost("socket path", address); err != nil {
-			return nil, fmt.Errorf("sshfwd: Listen: %w", err)
+			return nil, wrap("Listen", err)
 		}
 		f.addr, f.unix = address, true
 	default:
-		return nil, fmt.Errorf("sshfwd: Listen: %w: unsupported network %q", ErrBadAddress, network)
+		return nil, wrap("Listen", fmt.Errorf("%w: unsupported network %q", ErrBadAddress, network))
 	}
-	if err := s.requestForward(context.Background(), f); err != nil {
+	if err := s.requestForward(ctx, f); err != nil {
 		return nil, err
 	}
 	return &Listener{s: s, f: f}, nil
@@ -130,6 +148,10 @@ type Listener struct {
 	s      *Session
 	f      *remoteForward
 	closed sync.Once
+	// full, if not nil, says whether the channel at the head of the queue
+	// must be refused, with ResourceShortage, rather than accepted: it is
+	// set before the first Accept and not changed after.
+	full func() bool
 }
 
 // Accept waits for the next connection and returns it as a *Channel whose
@@ -148,6 +170,10 @@ func (l *Listener) AcceptContext(ctx context.Context) (*Channel, error) {
 		}
 		if !ok {
 			return nil, l.opError(net.ErrClosed)
+		}
+		if l.full != nil && l.full() {
+			in.nc.Reject(ssh.ResourceShortage, "sshfwd: too many forwarded connections")
+			continue
 		}
 		c, err := l.s.acceptIncoming(in)
 		if err == nil {
@@ -174,7 +200,7 @@ func (l *Listener) Close() error {
 		defer cancel()
 		name, payload := l.f.cancelRequest()
 		if _, rerr := l.s.request(ctx, name, payload, nil); rerr != nil && !isClosed(l.s.done) {
-			err = l.opError(rerr)
+			err = &net.OpError{Op: "close", Net: l.Addr().Network(), Addr: l.Addr(), Err: wrap(name, rerr)}
 		}
 	})
 	return err
@@ -214,7 +240,7 @@ func (s *Session) requestForward(ctx context.Context, f *remoteForward) error {
 	s.mu.Lock()
 	if s.closed || s.over() {
 		s.mu.Unlock()
-		return fmt.Errorf("sshfwd: forward %s: %w", f, ErrSessionClosed)
+		return wrapf(ErrSessionClosed, "forward %s", f)
 	}
 	s.forwards = append(s.forwards, f)
 	s.mu.Unlock()
@@ -234,8 +260,8 @@ func (s *Session) requestForward(ctx context.Context, f *remoteForward) error {
 		port, err = f.parseBound(reply)
 	}
 	if err != nil {
-		s.forget(func(g *remoteForward) bool { return g == f })
-		return fmt.Errorf("sshfwd: forward %s: %w", f, err)
+		s.drop(f)
+		return wrapf(err, "forward %s", f)
 	}
 	s.mu.Lock()
 	f.port, f.pending = port, false
@@ -273,6 +299,16 @@ func (f *remoteForward) boundPort() int { return f.port }
 // the connection does. late, if not nil, gets the answer of a request that
 // succeeded after the caller stopped waiting.
 func (s *Session) request(ctx context.Context, name string, payload []byte, late func(reply []byte)) ([]byte, error) {
+	return s.await(ctx, func() (bool, []byte, error) {
+		return s.client.SendRequest(name, true, payload)
+	}, late)
+}
+
+// await runs send, a request that blocks until the server answers, in a
+// goroutine of the Session, and waits for its answer until ctx ends or the
+// connection does. late, if not nil, gets the answer of a request that
+// succeeded after the caller stopped waiting.
+func (s *Session) await(ctx context.Context, send func() (bool, []byte, error), late func(reply []byte)) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -284,7 +320,7 @@ func (s *Session) request(ctx context.Context, name string, payload []byte, late
 	result := make(chan answer)
 	abandoned := make(chan struct{})
 	if !s.spawn(func() {
-		ok, reply, err := s.client.SendRequest(name, true, payload)
+		ok, reply, err := send()
 		select {
 		case result <- answer{ok, reply, err}:
 		case <-abandoned:
@@ -312,6 +348,18 @@ func (s *Session) request(ctx context.Context, name string, payload []byte, late
 	}
 }
 
+// drop forgets a forward the server refused, or that was given up on, and
+// refuses the channels that raced ahead of the answer: nobody will accept
+// them.
+func (s *Session) drop(f *remoteForward) {
+	s.forget(func(g *remoteForward) bool { return g == f })
+	if f.q == s.acceptQ {
+		s.acceptQ.remove(func(in incoming) bool { return in.fwd == f }, "sshfwd: forward refused")
+	} else {
+		f.q.close("sshfwd: forward refused")
+	}
+}
+
 // forget removes the first forward for which match is true and returns it.
 func (s *Session) forget(match func(*remoteForward) bool) *remoteForward {
 	s.mu.Lock()
@@ -330,16 +378,25 @@ func (s *Session) forget(match func(*remoteForward) bool) *remoteForward {
 // spell it differently ("127.0.0.1" for "localhost", "0.0.0.0" for ""), so
 // an exact match is tried first, then the only forward on that port, then
 // the only one on that port whose address means the same, and last a
-// port-0 request still waiting for its answer.
-func (s *Session) findForward(host string, port int) *remoteForward {
+// port-0 request still waiting for its answer. Port 0 itself is what
+// asyncssh before 2.13 sends for a forward whose port it chose: it goes to
+// the only forward requested with port 0 on that address.
+//
+// It returns the forward with the port the channel arrived on: the bound
+// port in place of asyncssh's 0.
+func (s *Session) findForward(host string, port int) (*remoteForward, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var onPort, alike, waiting []*remoteForward
+	var onPort, alike, waiting, chosen []*remoteForward
 	for _, f := range s.forwards {
 		switch {
 		case f.unix:
+		case port == 0:
+			if f.requested == 0 && sameAddress(f.addr, host) {
+				chosen = append(chosen, f)
+			}
 		case f.port == port && f.addr == host:
-			return f
+			return f, port
 		case f.port == port:
 			onPort = append(onPort, f)
 			if sameAddress(f.addr, host) {
@@ -351,10 +408,13 @@ func (s *Session) findForward(host string, port int) *remoteForward {
 	}
 	for _, fs := range [][]*remoteForward{onPort, alike, waiting} {
 		if len(fs) == 1 {
-			return fs[0]
+			return fs[0], port
 		}
 	}
-	return nil
+	if len(chosen) == 1 {
+		return chosen[0], chosen[0].port
+	}
+	return nil, 0
 }
 
 // findUnixForward returns the streamlocal forward for path.
@@ -388,7 +448,7 @@ func addressClass(a string) string {
 func (s *Session) acceptIncoming(in incoming) (*Channel, error) {
 	ch, reqs, err := in.nc.Accept()
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: accept %s: %w", in.nc.ChannelType(), err)
+		return nil, wrapf(err, "accept %s", in.nc.ChannelType())
 	}
 	return s.adopt(ch, reqs, in.local, in.remote)
 }

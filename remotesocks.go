@@ -3,7 +3,6 @@ package sshfwd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -31,13 +30,11 @@ import (
 // ServeRemoteSOCKS returns when ctx ends (with ctx.Err()) or the Session
 // ends (with an error matching net.ErrClosed), after cancelling the forward
 // and closing every connection it relayed. A forward the server refuses
-// fails at once, wrapping ErrRequestDenied.
+// fails at once, wrapping ErrRequestDenied; ctx bounds the wait for the
+// server's answer. ServeRemote with an empty LocalAddr is the same with a
+// bound on the connections served at once.
 func (s *Session) ServeRemoteSOCKS(ctx context.Context, remoteAddr string) error {
-	ln, err := s.listenRemote(remoteAddr)
-	if err != nil {
-		return fmt.Errorf("sshfwd: ServeRemoteSOCKS: %w", err)
-	}
-	return wrapForwardErr("ServeRemoteSOCKS", s.serveRemote(ctx, ln, socksConnect))
+	return wrapForwardErr("ServeRemoteSOCKS", s.serveRemote(ctx, RemoteForward{RemoteAddr: remoteAddr}))
 }
 
 // socksConnect reads a SOCKS request from ch, connects to its destination

@@ -1,6 +1,7 @@
 package sshfwd
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -43,13 +44,16 @@ func tcpip(host string, port uint32) []byte {
 }
 
 func TestPlace(t *testing.T) {
-	localhost := &remoteForward{addr: "localhost", port: 8080}
-	any := &remoteForward{addr: "", port: 9090}
-	twinA := &remoteForward{addr: "10.0.0.1", port: 7070}
-	twinB := &remoteForward{addr: "10.0.0.2", port: 7070}
+	localhost := &remoteForward{addr: "localhost", port: 8080, requested: 8080}
+	any := &remoteForward{addr: "", port: 9090, requested: 9090}
+	twinA := &remoteForward{addr: "10.0.0.1", port: 7070, requested: 7070}
+	twinB := &remoteForward{addr: "10.0.0.2", port: 7070, requested: 7070}
 	pending := &remoteForward{addr: "127.0.0.1", port: 0, pending: true}
+	chosen := &remoteForward{addr: "10.1.1.1", port: 5555}
+	chosenTwinA := &remoteForward{addr: "10.2.2.2", port: 5556}
+	chosenTwinB := &remoteForward{addr: "10.2.2.2", port: 5557}
 	sock := &remoteForward{addr: "/tmp/s.sock", unix: true}
-	s := routerOnly(localhost, any, twinA, twinB, pending, sock)
+	s := routerOnly(localhost, any, twinA, twinB, pending, chosen, chosenTwinA, chosenTwinB, sock)
 
 	for _, tc := range []struct {
 		name   string
@@ -57,29 +61,37 @@ func TestPlace(t *testing.T) {
 		extra  []byte
 		want   *remoteForward
 		reason ssh.RejectionReason
+		port   int // the port AcceptForward reports, when not the one sent
 	}{
-		{"exact", wire.ForwardedTCPIP, tcpip("localhost", 8080), localhost, 0},
-		{"other spelling", wire.ForwardedTCPIP, tcpip("127.0.0.1", 8080), localhost, 0},
-		{"wildcard spelled 0.0.0.0", wire.ForwardedTCPIP, tcpip("0.0.0.0", 9090), any, 0},
-		{"two on one port, exact", wire.ForwardedTCPIP, tcpip("10.0.0.2", 7070), twinB, 0},
-		{"two on one port, ambiguous", wire.ForwardedTCPIP, tcpip("10.0.0.3", 7070), nil, ssh.Prohibited},
-		{"port 0 still pending", wire.ForwardedTCPIP, tcpip("localhost", 6060), pending, 0},
-		{"nobody asked", wire.ForwardedTCPIP, tcpip("10.9.9.9", 5050), nil, ssh.Prohibited},
-		{"port 0", wire.ForwardedTCPIP, tcpip("localhost", 0), nil, ssh.ConnectionFailed},
-		{"port too big", wire.ForwardedTCPIP, tcpip("localhost", 70000), nil, ssh.ConnectionFailed},
-		{"malformed", wire.ForwardedTCPIP, []byte{0, 0, 0, 9, 'x'}, nil, ssh.ConnectionFailed},
-		{"trailing junk", wire.ForwardedTCPIP, append(tcpip("localhost", 8080), 0), nil, ssh.ConnectionFailed},
-		{"unix", wire.ForwardedStreamLocal, ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: "/tmp/s.sock"}), sock, 0},
-		{"unix nobody asked", wire.ForwardedStreamLocal, ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: "/tmp/t.sock"}), nil, ssh.Prohibited},
-		{"x11 not requested", wire.X11, ssh.Marshal(&wire.X11OpenMsg{OriginAddr: "127.0.0.1", OriginPort: 1}), nil, ssh.Prohibited},
-		{"x11 malformed", wire.X11, []byte{1}, nil, ssh.ConnectionFailed},
-		{"other type", "session", nil, nil, ssh.UnknownChannelType},
+		{"exact", wire.ForwardedTCPIP, tcpip("localhost", 8080), localhost, 0, 0},
+		{"other spelling", wire.ForwardedTCPIP, tcpip("127.0.0.1", 8080), localhost, 0, 0},
+		{"wildcard spelled 0.0.0.0", wire.ForwardedTCPIP, tcpip("0.0.0.0", 9090), any, 0, 0},
+		{"two on one port, exact", wire.ForwardedTCPIP, tcpip("10.0.0.2", 7070), twinB, 0, 0},
+		{"two on one port, ambiguous", wire.ForwardedTCPIP, tcpip("10.0.0.3", 7070), nil, ssh.Prohibited, 0},
+		{"port 0 still pending", wire.ForwardedTCPIP, tcpip("localhost", 6060), pending, 0, 0},
+		{"port 0 still pending, sent as port 0", wire.ForwardedTCPIP, tcpip("127.0.0.1", 0), pending, 0, 0},
+		{"nobody asked", wire.ForwardedTCPIP, tcpip("10.9.9.9", 5050), nil, ssh.Prohibited, 0},
+		{"port 0 from asyncssh: the forward asked with port 0", wire.ForwardedTCPIP, tcpip("10.1.1.1", 0), chosen, 0, 5555},
+		{"port 0, two forwards asked with port 0", wire.ForwardedTCPIP, tcpip("10.2.2.2", 0), nil, ssh.Prohibited, 0},
+		{"port 0, none asked with port 0 there", wire.ForwardedTCPIP, tcpip("10.0.0.1", 0), nil, ssh.Prohibited, 0},
+		{"port too big", wire.ForwardedTCPIP, tcpip("localhost", 70000), nil, ssh.ConnectionFailed, 0},
+		{"malformed", wire.ForwardedTCPIP, []byte{0, 0, 0, 9, 'x'}, nil, ssh.ConnectionFailed, 0},
+		{"trailing junk", wire.ForwardedTCPIP, append(tcpip("localhost", 8080), 0), nil, ssh.ConnectionFailed, 0},
+		{"unix", wire.ForwardedStreamLocal, ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: "/tmp/s.sock"}), sock, 0, 0},
+		{"unix nobody asked", wire.ForwardedStreamLocal, ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: "/tmp/t.sock"}), nil, ssh.Prohibited, 0},
+		{"x11 not requested", wire.X11, ssh.Marshal(&wire.X11OpenMsg{OriginAddr: "127.0.0.1", OriginPort: 1}), nil, ssh.Prohibited, 0},
+		{"x11 malformed", wire.X11, []byte{1}, nil, ssh.ConnectionFailed, 0},
+		{"other type", "session", nil, nil, ssh.UnknownChannelType, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, reason, why := s.place(&fakeNewChannel{typ: tc.typ, extra: tc.extra})
 			assert.Equal(t, tc.reason, reason, why)
 			if tc.reason == 0 {
 				assert.Same(t, tc.want, in.fwd)
+				if tc.port != 0 {
+					assert.Equal(t, tc.port, in.port)
+					assert.Equal(t, tc.port, in.local.(*net.TCPAddr).Port)
+				}
 			} else {
 				assert.NotEmpty(t, why)
 			}
@@ -116,7 +128,7 @@ func FuzzPlace(f *testing.F) {
 			&remoteForward{addr: "", port: 0, pending: true},
 			&remoteForward{addr: "/tmp/s.sock", unix: true},
 		)
-		s.x11Wanted = kind&0x80 != 0
+		s.x11Granted = kind&0x80 != 0
 		nc := &fakeNewChannel{typ: types[int(kind)%len(types)], extra: extra}
 		in, reason, why := s.place(nc)
 		if reason != 0 {

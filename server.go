@@ -3,7 +3,6 @@ package sshfwd
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 
 	"golang.org/x/crypto/ssh"
@@ -28,7 +27,7 @@ func OpenReverseForward(ctx context.Context, conn ssh.Conn, remoteHost string, r
 		checkHost("source host", sourceHost),
 		checkPort("source port", sourcePort, 0),
 	); err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenReverseForward: %w", err)
+		return nil, wrap("OpenReverseForward", err)
 	}
 	payload := ssh.Marshal(&wire.TCPIP{
 		Host:       remoteHost,
@@ -46,7 +45,7 @@ func OpenReverseForward(ctx context.Context, conn ssh.Conn, remoteHost string, r
 // requested it.
 func OpenReverseForwardUnix(ctx context.Context, conn ssh.Conn, socketPath string) (*Channel, error) {
 	if err := checkHost("socket path", socketPath); err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenReverseForwardUnix: %w", err)
+		return nil, wrap("OpenReverseForwardUnix", err)
 	}
 	payload := ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: socketPath})
 	return openOn(ctx, conn, wire.ForwardedStreamLocal, payload, unixAddr(socketPath), unixAddr(""))
@@ -61,7 +60,7 @@ func OpenX11(ctx context.Context, conn ssh.Conn, originAddr string, originPort i
 		checkHost("origin address", originAddr),
 		checkPort("origin port", originPort, 0),
 	); err != nil {
-		return nil, fmt.Errorf("sshfwd: OpenX11: %w", err)
+		return nil, wrap("OpenX11", err)
 	}
 	payload := ssh.Marshal(&wire.X11OpenMsg{OriginAddr: originAddr, OriginPort: uint32(originPort)})
 	return openOn(ctx, conn, wire.X11, payload, tcpAddr("0.0.0.0", 0), tcpAddr(originAddr, originPort))
@@ -82,7 +81,7 @@ func openOn(ctx context.Context, conn ssh.Conn, typ string, payload []byte, loca
 	select {
 	case r := <-result:
 		if r.err != nil {
-			return nil, fmt.Errorf("sshfwd: open %s from %s: %w", typ, remote, r.err)
+			return nil, wrapf(r.err, "open %s from %s", typ, remote)
 		}
 		return WrapChannel(r.ch, r.reqs, local, remote), nil
 	case <-ctx.Done():
@@ -92,6 +91,6 @@ func openOn(ctx context.Context, conn ssh.Conn, typ string, payload []byte, loca
 				ssh.DiscardRequests(r.reqs)
 			}
 		}()
-		return nil, fmt.Errorf("sshfwd: open %s from %s: %w", typ, remote, ctx.Err())
+		return nil, wrapf(ctx.Err(), "open %s from %s", typ, remote)
 	}
 }

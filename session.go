@@ -34,8 +34,10 @@ type Session struct {
 	wg          sync.WaitGroup
 	channels    map[*Channel]struct{}
 	forwards    []*remoteForward // granted or pending forwards, oldest first
-	x11Wanted   bool             // RequestX11 was called, so x11 channels are expected
-	x11Forwards []*x11Forward    // active ForwardX11 calls
+	x11Asked    int              // RequestX11 calls waiting for the server's answer
+	x11Granted  bool             // a RequestX11 was granted: x11 channels wait for AcceptX11
+	x11Forwards []*x11Forward    // ForwardX11 calls, from their request until they end
+	x11Setups   int              // x11 channels of ForwardX11 still reading their X client's setup
 }
 
 // routed are the channel types a Session claims on its client.
@@ -93,7 +95,7 @@ func Dial(ctx context.Context, network, addr string, config *ssh.ClientConfig) (
 	}
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: dial %s: %w", addr, err)
+		return nil, wrapf(err, "dial %s", addr)
 	}
 	client, err := handshake(ctx, conn, addr, config)
 	if err != nil {
@@ -127,7 +129,7 @@ func handshake(ctx context.Context, conn net.Conn, addr string, config *ssh.Clie
 		if ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return nil, fmt.Errorf("sshfwd: ssh handshake with %s: %w", addr, err)
+		return nil, wrapf(err, "ssh handshake with %s", addr)
 	}
 	conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
@@ -244,20 +246,35 @@ func (s *Session) liveChannels() []*Channel {
 func (s *Session) route(in <-chan ssh.NewChannel) {
 	for nc := range in {
 		in, reason, why := s.place(nc)
+		if reason == 0 {
+			reason, why = s.deliver(in)
+		}
 		if reason != 0 {
 			nc.Reject(reason, why)
-			continue
-		}
-		if in.fwd == nil && s.hasX11Forwards() {
-			if !s.spawn(func() { s.forwardX11(in) }) {
-				nc.Reject(ssh.ConnectionFailed, "sshfwd: session closed")
-			}
-			continue
-		}
-		if !in.fwdQueue(s).push(in) {
-			nc.Reject(ssh.ResourceShortage, "sshfwd: too many connections waiting to be accepted")
 		}
 	}
+}
+
+// deliver hands a placed channel to its taker: an x11 channel to ForwardX11
+// while one is active, within the bound on X clients in setup, and anything
+// else to the queue of whoever accepts it. It says why when it cannot.
+func (s *Session) deliver(in incoming) (ssh.RejectionReason, string) {
+	if in.fwd == nil {
+		switch s.takeX11Setup() {
+		case x11Forwarded:
+			if !s.spawn(func() { s.forwardX11(in) }) {
+				s.putX11Setup()
+				return ssh.ConnectionFailed, "sshfwd: session closed"
+			}
+			return 0, ""
+		case x11Busy:
+			return ssh.ResourceShortage, "sshfwd: too many X11 connections being set up"
+		}
+	}
+	if !in.fwdQueue(s).push(in) {
+		return ssh.ResourceShortage, "sshfwd: too many connections waiting to be accepted"
+	}
+	return 0, ""
 }
 
 // place decides where an incoming channel goes, or why it is refused.
@@ -269,15 +286,14 @@ func (s *Session) place(nc ssh.NewChannel) (incoming, ssh.RejectionReason, strin
 		if err := wire.Parse(wire.ForwardedTCPIP, nc.ExtraData(), &m); err != nil {
 			return in, ssh.ConnectionFailed, "sshfwd: " + err.Error()
 		}
-		if m.Port == 0 || m.Port > 65535 || m.OriginPort > 65535 {
+		if m.Port > 65535 || m.OriginPort > 65535 {
 			return in, ssh.ConnectionFailed, "sshfwd: forwarded-tcpip port out of range"
 		}
-		in.fwd = s.findForward(m.Host, int(m.Port))
+		in.fwd, in.port = s.findForward(m.Host, int(m.Port))
 		if in.fwd == nil {
 			return in, ssh.Prohibited, fmt.Sprintf("sshfwd: no forward requested for %s", net.JoinHostPort(m.Host, fmt.Sprint(m.Port)))
 		}
-		in.port = int(m.Port)
-		in.local = tcpAddr(m.Host, int(m.Port))
+		in.local = tcpAddr(m.Host, in.port)
 		in.remote = tcpAddr(m.OriginHost, int(m.OriginPort))
 	case wire.ForwardedStreamLocal:
 		var m wire.ForwardedStreamLocalMsg
@@ -297,10 +313,7 @@ func (s *Session) place(nc ssh.NewChannel) (incoming, ssh.RejectionReason, strin
 		if m.OriginPort > 65535 {
 			return in, ssh.ConnectionFailed, "sshfwd: x11 origin port out of range"
 		}
-		s.mu.Lock()
-		wanted := s.x11Wanted
-		s.mu.Unlock()
-		if !wanted {
+		if !s.x11Wanted() {
 			return in, ssh.Prohibited, "sshfwd: X11 forwarding was not requested"
 		}
 		in.local = tcpAddr("127.0.0.1", 0)

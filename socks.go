@@ -47,16 +47,28 @@ const socksHandshakeTimeout = 30 * time.Second
 // Session. It returns ctx.Err() when ctx ended, an error matching
 // ErrSessionClosed when the Session ended, and otherwise the error from
 // Accept.
+//
+// ServeSOCKS serves any number of clients at once, as ssh -D does;
+// ServeDynamic takes a bound.
 func (s *Session) ServeSOCKS(ctx context.Context, ln net.Listener) error {
+	return wrapForwardErr("ServeSOCKS", s.serveDynamic(ctx, DynamicForward{Listener: ln}))
+}
+
+// ServeDynamic is ServeSOCKS on f.Listener. With f.MaxConns above zero, a
+// client accepted while that many are being served is disconnected at once.
+func (s *Session) ServeDynamic(ctx context.Context, f DynamicForward) error {
+	return wrapForwardErr("ServeDynamic", s.serveDynamic(ctx, f))
+}
+
+func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
 	var open tunnelSet
-	err := s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
 		if ch := s.socksHandshake(ctx, c); ch != nil {
 			open.relay(c, ch)
 		} else {
 			c.Close()
 		}
 	})
-	return wrapForwardErr("ServeSOCKS", err)
 }
 
 // socksHandshake reads c's request, opens the channel it asks for and

@@ -31,6 +31,9 @@ type LocalForward struct {
 	// interrupt Accept, and closes listeners without one.
 	Listener   net.Listener
 	RemoteAddr string
+	// MaxConns bounds the connections forwarded at once; beyond it a new
+	// one is closed at once. Zero means no bound, as ssh.
+	MaxConns int
 }
 
 // RemoteForward is an ssh -R forward for a Supervisor: the server listens
@@ -42,6 +45,10 @@ type LocalForward struct {
 type RemoteForward struct {
 	RemoteAddr string
 	LocalAddr  string
+	// MaxConns bounds the connections forwarded at once; beyond it the
+	// server's new ones are refused with ResourceShortage. Zero means no
+	// bound, as ssh.
+	MaxConns int
 }
 
 // String describes f for logs and errors: "remote -> local", or
@@ -58,6 +65,9 @@ func (f RemoteForward) String() string {
 // Listener is owned by the caller as in LocalForward.
 type DynamicForward struct {
 	Listener net.Listener
+	// MaxConns bounds the SOCKS clients served at once; beyond it a new
+	// one is disconnected at once. Zero means no bound, as ssh.
+	MaxConns int
 }
 
 // Supervisor keeps a set of forwards up over an SSH connection that it
@@ -256,12 +266,12 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 	}
 	for _, f := range sv.LocalForwards {
 		run(func() {
-			fail("local forward "+f.Listener.Addr().String()+" -> "+f.RemoteAddr, s.ForwardLocal(ctx, f.Listener, f.RemoteAddr))
+			fail("local forward "+f.Listener.Addr().String()+" -> "+f.RemoteAddr, s.serveLocal(ctx, f))
 		})
 	}
 	for _, f := range sv.DynamicForwards {
 		run(func() {
-			fail("dynamic forward "+f.Listener.Addr().String(), s.ServeSOCKS(ctx, f.Listener))
+			fail("dynamic forward "+f.Listener.Addr().String(), s.serveDynamic(ctx, f))
 		})
 	}
 	for _, f := range sv.RemoteForwards {
@@ -293,12 +303,12 @@ func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteFor
 		return err
 	}
 	for attempt := 0; ; attempt++ {
-		ln, err := s.listenRemote(f.RemoteAddr)
+		ln, err := s.listenRemote(ctx, f.RemoteAddr)
 		if err == nil {
-			if _, port, _ := splitHostPort(f.RemoteAddr); !ln.f.unix && port == 0 && sv.AllocatedPortCallback != nil {
+			if !ln.f.unix && ln.f.requested == 0 && sv.AllocatedPortCallback != nil {
 				sv.AllocatedPortCallback(f, ln.f.boundPort())
 			}
-			return s.serveRemote(ctx, ln, connect)
+			return s.serveListener(ctx, ln, newLimit(f.MaxConns), connect)
 		}
 		if sv.ExitOnForwardFailure || ctx.Err() != nil || s.over() {
 			return err

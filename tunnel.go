@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -31,13 +32,27 @@ const dialTimeout = 10 * time.Second
 // and *net.UnixListener do) and clears it before returning, so ln can be
 // passed to ForwardLocal again, on a new Session after a reconnect for
 // instance. A listener without SetDeadline is closed to stop it.
+//
+// ForwardLocal forwards any number of connections at once, as ssh does;
+// ServeLocal takes a bound.
 func (s *Session) ForwardLocal(ctx context.Context, ln net.Listener, remoteAddr string) error {
-	dest, err := parseDestination(remoteAddr)
+	return wrapForwardErr("ForwardLocal", s.serveLocal(ctx, LocalForward{Listener: ln, RemoteAddr: remoteAddr}))
+}
+
+// ServeLocal is ForwardLocal for f: connections accepted on f.Listener go
+// to f.RemoteAddr. With f.MaxConns above zero, a connection accepted while
+// that many are being forwarded is closed at once.
+func (s *Session) ServeLocal(ctx context.Context, f LocalForward) error {
+	return wrapForwardErr("ServeLocal", s.serveLocal(ctx, f))
+}
+
+func (s *Session) serveLocal(ctx context.Context, f LocalForward) error {
+	dest, err := parseDestination(f.RemoteAddr)
 	if err != nil {
-		return fmt.Errorf("sshfwd: ForwardLocal: %w", err)
+		return err
 	}
 	var open tunnelSet
-	err = s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
 		host, port := originOf(c.RemoteAddr())
 		t, err := dest(host, port)
 		if err != nil {
@@ -56,7 +71,6 @@ func (s *Session) ForwardLocal(ctx context.Context, ln net.Listener, remoteAddr 
 		}
 		open.relay(r.ch, c)
 	})
-	return wrapForwardErr("ForwardLocal", err)
 }
 
 // ForwardRemote does what ssh -R does: the server listens on remoteAddr,
@@ -65,17 +79,34 @@ func (s *Session) ForwardLocal(ctx context.Context, ln net.Listener, remoteAddr 
 // and connected to localAddr, "host:port" or a Unix socket path here. With
 // an empty localAddr this client is a SOCKS proxy for those connections, as
 // ServeRemoteSOCKS. It returns when ctx or the Session ends, after
-// cancelling the forward and closing every connection it forwarded.
+// cancelling the forward and closing every connection it forwarded; ctx
+// also bounds the wait for the server to grant the forward.
+//
+// ForwardRemote forwards any number of connections at once, as ssh does;
+// ServeRemote takes a bound.
 func (s *Session) ForwardRemote(ctx context.Context, remoteAddr, localAddr string) error {
-	connect, err := localConnector(localAddr)
+	return wrapForwardErr("ForwardRemote", s.serveRemote(ctx, RemoteForward{RemoteAddr: remoteAddr, LocalAddr: localAddr}))
+}
+
+// ServeRemote is ForwardRemote for f. With f.MaxConns above zero, a
+// connection the server forwards while that many are being forwarded is
+// refused with ResourceShortage, which the server reports to its originator
+// as a failed forward.
+func (s *Session) ServeRemote(ctx context.Context, f RemoteForward) error {
+	return wrapForwardErr("ServeRemote", s.serveRemote(ctx, f))
+}
+
+// serveRemote asks for the remote forward f and serves it.
+func (s *Session) serveRemote(ctx context.Context, f RemoteForward) error {
+	connect, err := localConnector(f.LocalAddr)
 	if err != nil {
-		return fmt.Errorf("sshfwd: ForwardRemote: local address: %w", err)
+		return wrap("local address", err)
 	}
-	ln, err := s.listenRemote(remoteAddr)
+	ln, err := s.listenRemote(ctx, f.RemoteAddr)
 	if err != nil {
-		return fmt.Errorf("sshfwd: ForwardRemote: %w", err)
+		return err
 	}
-	return wrapForwardErr("ForwardRemote", s.serveRemote(ctx, ln, connect))
+	return s.serveListener(ctx, ln, newLimit(f.MaxConns), connect)
 }
 
 // connectFunc returns the local end for a channel forwarded back by the
@@ -103,27 +134,26 @@ func localConnector(addr string) (connectFunc, error) {
 	}, nil
 }
 
-// listenRemote asks the server to listen on remoteAddr: a Unix socket path
-// when it begins with "/", else host:port.
-func (s *Session) listenRemote(remoteAddr string) (*Listener, error) {
+// listenRemote asks the server to listen on remoteAddr, a Unix socket path
+// when it begins with "/", else host:port, waiting for its answer until ctx
+// ends.
+func (s *Session) listenRemote(ctx context.Context, remoteAddr string) (*Listener, error) {
 	network := "tcp"
 	if strings.HasPrefix(remoteAddr, "/") {
 		network = "unix"
 	}
-	ln, err := s.Listen(network, remoteAddr)
-	if err != nil {
-		return nil, err
-	}
-	return ln.(*Listener), nil
+	return s.listen(ctx, network, remoteAddr)
 }
 
-// serveRemote relays every connection that arrives on ln to what connect
+// serveListener relays every connection that arrives on ln to what connect
 // returns for it, until ctx or the Session ends; then it closes ln, which
-// cancels the forward.
-func (s *Session) serveRemote(ctx context.Context, ln *Listener, connect connectFunc) error {
+// cancels the forward. Beyond lim, the server's channels are refused before
+// they are accepted.
+func (s *Session) serveListener(ctx context.Context, ln *Listener, lim *limit, connect connectFunc) error {
 	defer ln.Close()
+	ln.full = lim.full
 	var open tunnelSet
-	return s.serveUntil(ctx, ln, &open, func(ctx context.Context, c net.Conn) {
+	return s.serveUntil(ctx, ln, &open, lim, func(ctx context.Context, c net.Conn) {
 		ch := c.(*Channel)
 		local, err := connect(ctx, ch)
 		if err != nil {
@@ -134,10 +164,35 @@ func (s *Session) serveRemote(ctx context.Context, ln *Listener, connect connect
 	})
 }
 
+// limit bounds the connections a forwarding helper serves at once. A nil
+// limit, or one of zero, bounds nothing.
+type limit struct {
+	max    int64
+	active atomic.Int64
+}
+
+func newLimit(max int) *limit {
+	if max <= 0 {
+		return nil
+	}
+	return &limit{max: int64(max)}
+}
+
+// full reports whether a new connection would exceed the bound.
+func (l *limit) full() bool { return l != nil && l.active.Load() >= l.max }
+
+// add counts a connection starting (+1) or ending (-1).
+func (l *limit) add(n int64) {
+	if l != nil {
+		l.active.Add(n)
+	}
+}
+
 // serveUntil accepts on ln and runs handle for each connection in its own
 // goroutine, until ctx or the Session ends or Accept fails; then it closes
-// what open holds and waits for the handlers.
-func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelSet, handle func(context.Context, net.Conn)) error {
+// what open holds and waits for the handlers. A connection accepted while
+// lim is full is closed at once.
+func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelSet, lim *limit, handle func(context.Context, net.Conn)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := make(chan struct{})
@@ -164,9 +219,15 @@ func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelS
 		if err != nil {
 			break
 		}
+		if lim.full() {
+			c.Close()
+			continue
+		}
+		lim.add(1)
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
+			defer lim.add(-1)
 			handle(ctx, c)
 		}()
 	}
@@ -199,7 +260,7 @@ func wrapForwardErr(op string, err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
-	return fmt.Errorf("sshfwd: %s: %w", op, err)
+	return wrap(op, err)
 }
 
 // parseDestination returns how to open channels to addr, "host:port" or an
@@ -283,7 +344,7 @@ func (s *Session) DialSSH(ctx context.Context, addr string, config *ssh.ClientCo
 	}
 	conn, err := s.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: DialSSH %s: %w", addr, err)
+		return nil, wrapf(err, "DialSSH %s", addr)
 	}
 	client, err := handshake(ctx, conn, addr, config)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -52,20 +53,29 @@ type X11Request struct {
 //
 // Call it before starting the remote command; the X clients it runs arrive
 // through AcceptX11, carrying the cookie in their connection setup. A
-// refusal by the server wraps ErrRequestDenied. RequestX11 blocks until the
-// server answers.
+// refusal by the server wraps ErrRequestDenied, and x11 channels it sends
+// anyway are refused. RequestX11 blocks until the server answers or the
+// connection ends; RequestX11Context bounds the wait.
 func (s *Session) RequestX11(sess *ssh.Session, req X11Request) (X11Request, error) {
-	req, err := s.requestX11(sess, req)
+	return s.RequestX11Context(context.Background(), sess, req)
+}
+
+// RequestX11Context is RequestX11 with ctx bounding the wait for the
+// server's answer. A request given up on counts as refused: x11 channels
+// the server sends for it are refused.
+func (s *Session) RequestX11Context(ctx context.Context, sess *ssh.Session, req X11Request) (X11Request, error) {
+	req, err := s.requestX11(ctx, sess, req, nil)
 	if err != nil {
-		return req, fmt.Errorf("sshfwd: RequestX11: %w", err)
+		return req, wrap("RequestX11", err)
 	}
 	return req, nil
 }
 
-// requestX11 is RequestX11 with errors that the caller names.
-func (s *Session) requestX11(sess *ssh.Session, req X11Request) (X11Request, error) {
+// requestX11 sends an x11-req on sess, for AcceptX11 when f is nil and for
+// the ForwardX11 f otherwise, and waits for the answer until ctx ends.
+func (s *Session) requestX11(ctx context.Context, sess *ssh.Session, req X11Request, f *x11Forward) (X11Request, error) {
 	if sess == nil {
-		return req, errors.New("nil ssh.Session")
+		return req, errors.New("sshfwd: nil ssh.Session")
 	}
 	if req.AuthProtocol == "" {
 		req.AuthProtocol = mitMagicCookie
@@ -76,22 +86,57 @@ func (s *Session) requestX11(sess *ssh.Session, req X11Request) (X11Request, err
 	if err := checkX11Request(req); err != nil {
 		return req, err
 	}
+	// Registered before the request goes, so that an x11 channel racing
+	// ahead of the answer finds its taker.
 	s.mu.Lock()
-	s.x11Wanted = true
+	if f == nil {
+		s.x11Asked++
+	} else {
+		s.x11Forwards = append(s.x11Forwards, f)
+	}
 	s.mu.Unlock()
-	ok, err := sess.SendRequest(wire.X11Req, true, ssh.Marshal(&wire.X11ReqMsg{
+	payload := ssh.Marshal(&wire.X11ReqMsg{
 		SingleConnection: req.SingleConnection,
 		AuthProtocol:     req.AuthProtocol,
 		AuthCookie:       req.AuthCookie,
 		ScreenNumber:     uint32(req.ScreenNumber),
-	}))
-	if err != nil {
-		return req, err
+	})
+	_, err := s.await(ctx, func() (bool, []byte, error) {
+		ok, err := sess.SendRequest(wire.X11Req, true, payload)
+		return ok, nil, err
+	}, nil)
+	if f == nil {
+		s.answeredX11(err == nil)
+	} else if err != nil {
+		s.dropX11(f)
 	}
-	if !ok {
-		return req, ErrRequestDenied
+	return req, err
+}
+
+// answeredX11 records the answer to a RequestX11. Once no request is
+// granted or pending and no ForwardX11 is active, x11 channels are not
+// wanted: those waiting for AcceptX11 are refused, as are later ones.
+func (s *Session) answeredX11(granted bool) {
+	s.mu.Lock()
+	s.x11Asked--
+	s.x11Granted = s.x11Granted || granted
+	unwanted := !s.x11WantedLocked()
+	s.mu.Unlock()
+	if unwanted {
+		s.x11Q.remove(func(incoming) bool { return true }, "sshfwd: X11 forwarding was refused")
 	}
-	return req, nil
+}
+
+// x11Wanted reports whether x11 channels are expected: a RequestX11 was
+// granted or awaits its answer, or a ForwardX11 is active.
+func (s *Session) x11Wanted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.x11WantedLocked()
+}
+
+func (s *Session) x11WantedLocked() bool {
+	return s.x11Granted || s.x11Asked > 0 || len(s.x11Forwards) > 0
 }
 
 // randomCookie returns n bytes from crypto/rand, which cannot fail since
@@ -128,17 +173,17 @@ func (s *Session) AcceptX11(ctx context.Context) (*Channel, error) {
 	for {
 		in, ok, err := s.x11Q.pop(ctx, s.done)
 		if err != nil {
-			return nil, fmt.Errorf("sshfwd: AcceptX11: %w", err)
+			return nil, wrap("AcceptX11", err)
 		}
 		if !ok {
-			return nil, fmt.Errorf("sshfwd: AcceptX11: %w", ErrSessionClosed)
+			return nil, wrap("AcceptX11", ErrSessionClosed)
 		}
 		c, err := s.acceptIncoming(in)
 		if err == nil {
 			return c, nil
 		}
 		if s.over() {
-			return nil, fmt.Errorf("sshfwd: AcceptX11: %w", ErrSessionClosed)
+			return nil, wrap("AcceptX11", ErrSessionClosed)
 		}
 	}
 }
@@ -156,27 +201,38 @@ type x11Forward struct {
 	used     bool // an X client was let through; guarded by Session.mu
 }
 
-// ForwardX11 does what ssh -X does for the remote session sess: it reads the
-// authorization of display ("" means $DISPLAY) from $XAUTHORITY or
-// ~/.Xauthority, asks the server for X11 forwarding with a fake cookie of
-// the same protocol and length, and connects every X client the server
-// forwards to the display, after checking the fake cookie and putting the
-// real one in its place. X clients that present another cookie get the X
-// server's refusal; those that send a malformed setup, or none within 10
-// seconds, are disconnected. Neither reaches the display. When the
-// Xauthority file has no entry for the display, X clients reach it without
-// authorization, for X servers that admit by host.
+// ForwardX11 does what ssh -Y does (ssh -X with ForwardX11Trusted yes,
+// Debian's default) for the remote session sess: it reads the authorization
+// of display ("" means $DISPLAY) from $XAUTHORITY or ~/.Xauthority, asks the
+// server for X11 forwarding with a fake cookie of the same protocol and
+// length, and connects every X client the server forwards to the display,
+// after checking the fake cookie and putting the real one in its place.
 //
-// ForwardX11 returns once the server answered the request; a refusal wraps
-// ErrRequestDenied. Forwarding lasts until ctx ends or the Session closes,
-// which also closes the X connections in flight. Like ssh -X it accepts any
-// number of X clients; ForwardX11Single accepts only the first. Displays are
-// ":N", ":N.S", "unix:N", "host:N", "[::1]:N" or a socket path; local ones
-// are reached through /tmp/.X11-unix/XN, the others on TCP port 6000+N. No
-// xauth program is needed on this side.
+// The forwarding is trusted: the X clients get the display's own cookie, so
+// they have every power a local X client has — reading every keystroke and
+// the contents of every window, injecting input. The server, and anyone who
+// controls it, receives the fake cookie and can therefore act as such a
+// client. Forward X11 only to servers as trusted as the local display; no
+// untrusted (X SECURITY extension) mode is offered.
+//
+// X clients that present another cookie get the X server's refusal; those
+// that send a malformed or oversized setup, or none within 10 seconds, are
+// disconnected. Neither reaches the display. At most 16 X clients are in
+// setup at once: beyond that, the server's x11 channels are refused with
+// ResourceShortage. When the Xauthority file has no entry for the display,
+// X clients reach it without authorization, for X servers that admit by
+// host.
+//
+// ForwardX11 returns once the server answered the request, or ctx ended
+// first; a refusal wraps ErrRequestDenied. Forwarding lasts until ctx ends
+// or the Session closes, which also closes the X connections in flight.
+// Like ssh -X it accepts any number of X clients; ForwardX11Single accepts
+// only the first. Displays are ":N", ":N.S", "unix:N", "host:N", "[::1]:N"
+// or a socket path; local ones are reached through /tmp/.X11-unix/XN, the
+// others on TCP port 6000+N. No xauth program is needed on this side.
 func (s *Session) ForwardX11(ctx context.Context, sess *ssh.Session, display string) error {
 	if err := s.forwardX11To(ctx, sess, display, false); err != nil {
-		return fmt.Errorf("sshfwd: ForwardX11: %w", err)
+		return wrap("ForwardX11", err)
 	}
 	return nil
 }
@@ -186,7 +242,7 @@ func (s *Session) ForwardX11(ctx context.Context, sess *ssh.Session, display str
 // refuses any further one the server sends.
 func (s *Session) ForwardX11Single(ctx context.Context, sess *ssh.Session, display string) error {
 	if err := s.forwardX11To(ctx, sess, display, true); err != nil {
-		return fmt.Errorf("sshfwd: ForwardX11Single: %w", err)
+		return wrap("ForwardX11Single", err)
 	}
 	return nil
 }
@@ -198,7 +254,7 @@ func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display s
 	if display == "" {
 		display = os.Getenv("DISPLAY")
 		if display == "" {
-			return errors.New("no display given and $DISPLAY is empty")
+			return errors.New("sshfwd: no display given and $DISPLAY is empty")
 		}
 	}
 	d, err := x11.ParseDisplay(display)
@@ -226,18 +282,14 @@ func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display s
 		display:  d,
 		single:   single,
 	}
-	s.mu.Lock()
-	s.x11Forwards = append(s.x11Forwards, f)
-	s.mu.Unlock()
-	_, err = s.requestX11(sess, X11Request{
+	_, err = s.requestX11(ctx, sess, X11Request{
 		SingleConnection: single,
 		AuthProtocol:     f.proto,
 		AuthCookie:       hex.EncodeToString(f.fake),
 		ScreenNumber:     d.Screen,
-	})
+	}, f)
 	if err != nil {
 		cancel()
-		s.dropX11(f)
 		return err
 	}
 	if !s.spawn(func() {
@@ -255,9 +307,9 @@ func (s *Session) forwardX11To(ctx context.Context, sess *ssh.Session, display s
 	return nil
 }
 
-// dropX11 ends a ForwardX11. X clients that carry its cookie after that
-// are refused while another ForwardX11 is active, and otherwise wait for
-// AcceptX11 like those of RequestX11.
+// dropX11 ends a ForwardX11. X clients that arrive after that are refused,
+// unless another ForwardX11 is active or a RequestX11 was granted, whose
+// AcceptX11 then gets them.
 func (s *Session) dropX11(f *x11Forward) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -289,53 +341,72 @@ func lookupAuth(d x11.Display) (x11.AuthEntry, error) {
 	defer file.Close()
 	entries, err := x11.ReadAuthority(file)
 	if err != nil {
-		return x11.AuthEntry{}, fmt.Errorf("%s: %w", path, err)
+		return x11.AuthEntry{}, wrap(path, err)
 	}
 	hostname, _ := os.Hostname()
 	entry, _ := x11.FindAuth(entries, d, hostname)
 	return entry, nil
 }
 
-// hasX11Forwards reports whether ForwardX11 takes x11 channels.
-func (s *Session) hasX11Forwards() bool {
+// maxX11Setups bounds the x11 channels of ForwardX11 that are still reading
+// their X client's setup. An X client sends its setup at once, so more than
+// a few at a time means a server opening channels it does not fill.
+const maxX11Setups = 16
+
+// x11Route is where an x11 channel goes.
+type x11Route int
+
+const (
+	x11Queued    x11Route = iota // to AcceptX11: no ForwardX11 is active
+	x11Forwarded                 // to ForwardX11, holding a setup slot
+	x11Busy                      // nowhere: every setup slot is taken
+)
+
+// takeX11Setup decides where an x11 channel goes, and takes a setup slot
+// for it when that is ForwardX11; putX11Setup gives the slot back.
+func (s *Session) takeX11Setup() x11Route {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.x11Forwards) > 0
+	switch {
+	case len(s.x11Forwards) == 0:
+		return x11Queued
+	case s.x11Setups >= maxX11Setups:
+		return x11Busy
+	}
+	s.x11Setups++
+	return x11Forwarded
 }
 
-// forwardX11 serves one x11 channel for ForwardX11: accept it, read the
-// X client's setup, find whose fake cookie it carries, put the real one in
-// its place and connect it to that display.
+func (s *Session) putX11Setup() {
+	s.mu.Lock()
+	s.x11Setups--
+	s.mu.Unlock()
+}
+
+// x11SetupLimit returns the length of the longest setup an active
+// ForwardX11 could accept: one carrying its protocol name and fake cookie.
+// A longer setup cannot carry either, so it is not read.
+func (s *Session) x11SetupLimit() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := 0
+	for _, f := range s.x11Forwards {
+		limit = max(limit, x11.Setup{AuthName: f.proto, AuthData: f.fake}.Len())
+	}
+	return limit
+}
+
+// forwardX11 serves one x11 channel for ForwardX11, holding a setup slot:
+// accept it, read the X client's setup, find whose fake cookie it carries,
+// put the real one in its place and connect it to that display. The slot is
+// given back once the setup was passed on or refused.
 func (s *Session) forwardX11(in incoming) {
-	c, err := s.acceptIncoming(in)
-	if err != nil {
+	f, c, display := s.setUpX11(in)
+	s.putX11Setup()
+	if display == nil {
 		return
 	}
 	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(setupTimeout))
-	setup, err := x11.ReadSetup(c)
-	if err != nil {
-		return
-	}
-	c.SetReadDeadline(time.Time{})
-	f, why := s.claimX11(setup)
-	if f == nil {
-		refuseX11(c, setup, why)
-		return
-	}
-	dctx, cancel := context.WithTimeout(f.ctx, setupTimeout)
-	display, err := f.display.Dial(dctx)
-	cancel()
-	if err != nil {
-		refuseX11(c, setup, "sshfwd: cannot connect to the local X display")
-		return
-	}
-	display.SetWriteDeadline(time.Now().Add(setupTimeout))
-	if _, err := display.Write(setup.WithAuth(f.realName, f.realData).Marshal()); err != nil {
-		display.Close()
-		return
-	}
-	display.SetWriteDeadline(time.Time{})
 	// The display may never notice that the forwarding ended, so the end
 	// of f.ctx closes both sides rather than waiting for them.
 	relayed := make(chan struct{})
@@ -352,6 +423,46 @@ func (s *Session) forwardX11(in incoming) {
 	relay.Relay(c, display)
 	close(relayed)
 	<-watched
+}
+
+// setUpX11 accepts an x11 channel and passes its X client's setup, with the
+// real cookie, to the display of the ForwardX11 whose fake cookie it
+// carries. It returns nil for the display, and nothing open, when the setup
+// was refused or failed.
+func (s *Session) setUpX11(in incoming) (*x11Forward, *Channel, net.Conn) {
+	c, err := s.acceptIncoming(in)
+	if err != nil {
+		return nil, nil, nil
+	}
+	c.SetReadDeadline(time.Now().Add(setupTimeout))
+	setup, err := x11.ReadSetupLimit(c, s.x11SetupLimit())
+	if err != nil {
+		c.Close()
+		return nil, nil, nil
+	}
+	c.SetReadDeadline(time.Time{})
+	f, why := s.claimX11(setup)
+	if f == nil {
+		refuseX11(c, setup, why)
+		c.Close()
+		return nil, nil, nil
+	}
+	dctx, cancel := context.WithTimeout(f.ctx, setupTimeout)
+	display, err := f.display.Dial(dctx)
+	cancel()
+	if err != nil {
+		refuseX11(c, setup, "sshfwd: cannot connect to the local X display")
+		c.Close()
+		return nil, nil, nil
+	}
+	display.SetWriteDeadline(time.Now().Add(setupTimeout))
+	if _, err := display.Write(setup.WithAuth(f.realName, f.realData).Marshal()); err != nil {
+		display.Close()
+		c.Close()
+		return nil, nil, nil
+	}
+	display.SetWriteDeadline(time.Time{})
+	return f, c, display
 }
 
 // refuseX11 answers an X client's setup with the X server's Failed reply,

@@ -18,10 +18,15 @@ const (
 const setupHeaderLen = 12
 
 // MaxSetupLen bounds the setup request ReadSetup accepts. Real cookies are
-// 16 bytes and protocol names a few dozen; a larger request is not from an
-// honest client, and the bound keeps a forwarded channel from making sshfwd
-// buffer 128 KiB per connection attempt.
-const MaxSetupLen = 64 << 10
+// 16 bytes and protocol names a few dozen; the largest authorization any X
+// server implements (a Kerberos ticket) fits many times over. A longer
+// request is not from an honest client.
+const MaxSetupLen = 16 << 10
+
+// firstChunk is how much of the authorization ReadSetupLimit makes room for
+// before any of it arrived: a request declaring more than it sends holds
+// little more than it sent.
+const firstChunk = 64
 
 // Setup is the connection setup request an X client sends first, which
 // carries the authorization the X server checks.
@@ -52,12 +57,22 @@ func byteOrder(b byte) (binary.ByteOrder, bool) {
 	return nil, false
 }
 
-// ReadSetup reads one connection setup request from r. It reads exactly the
-// bytes of the request and nothing after them, because what follows is the
-// client's X stream, which must reach the server untouched; r therefore
-// should not be wrapped in a buffer by the caller either if the rest is to
-// be copied from it.
+// ReadSetup reads one connection setup request of at most MaxSetupLen
+// bytes from r. It reads exactly the bytes of the request and nothing after
+// them, because what follows is the client's X stream, which must reach the
+// server untouched; r therefore should not be wrapped in a buffer by the
+// caller either if the rest is to be copied from it.
 func ReadSetup(r io.Reader) (Setup, error) {
+	return ReadSetupLimit(r, MaxSetupLen)
+}
+
+// ReadSetupLimit is ReadSetup for a request of at most limit bytes (at most
+// MaxSetupLen, whatever limit says). A longer request is refused as soon as
+// its header declares it, with nothing more read. Memory is taken as the
+// bytes arrive, never more than twice what did: a peer that declares a long
+// request and sends little of it holds little.
+func ReadSetupLimit(r io.Reader, limit int) (Setup, error) {
+	limit = min(limit, MaxSetupLen)
 	var hdr [setupHeaderLen]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return Setup{}, setupReadError("header", err)
@@ -73,18 +88,46 @@ func ReadSetup(r io.Reader) (Setup, error) {
 	}
 	nameLen := int(order.Uint16(hdr[6:]))
 	dataLen := int(order.Uint16(hdr[8:]))
-	total := setupHeaderLen + pad4(nameLen) + pad4(dataLen)
-	if total > MaxSetupLen {
-		return Setup{}, fmt.Errorf("sshfwd: x11 setup: %d bytes of authorization name and %d of data exceed the %d-byte limit", nameLen, dataLen, MaxSetupLen)
+	total := setupLen(nameLen, dataLen)
+	if total > limit {
+		return Setup{}, fmt.Errorf("sshfwd: x11 setup: %d bytes of authorization name and %d of data exceed the %d-byte limit", nameLen, dataLen, limit)
 	}
-	body := make([]byte, total-setupHeaderLen)
-	if _, err := io.ReadFull(r, body); err != nil {
+	body, err := readGrowing(r, total-setupHeaderLen)
+	if err != nil {
 		return Setup{}, setupReadError("authorization", err)
 	}
 	s.AuthName = string(body[:nameLen])
 	dataOff := pad4(nameLen)
 	s.AuthData = body[dataOff : dataOff+dataLen : dataOff+dataLen]
 	return s, nil
+}
+
+// readGrowing reads exactly n bytes from r into a buffer that starts small
+// and doubles only when what arrived fills it.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, firstChunk))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = append(make([]byte, 0, min(n, 2*cap(buf))), buf...)
+		}
+		m, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			return nil, err
+		}
+	}
+	return buf, nil
+}
+
+// setupLen is the length of a setup request with an authorization name and
+// data of these lengths.
+func setupLen(nameLen, dataLen int) int {
+	return setupHeaderLen + pad4(nameLen) + pad4(dataLen)
+}
+
+// Len returns the length of the request Marshal encodes.
+func (s Setup) Len() int {
+	return setupLen(min(len(s.AuthName), maxField), min(len(s.AuthData), maxField))
 }
 
 func setupReadError(part string, err error) error {
@@ -112,7 +155,7 @@ func (s Setup) Marshal() []byte {
 	if len(data) > maxField {
 		data = data[:maxField]
 	}
-	b := make([]byte, setupHeaderLen+pad4(len(name))+pad4(len(data)))
+	b := make([]byte, s.Len())
 	b[0] = first
 	order.PutUint16(b[2:], s.Major)
 	order.PutUint16(b[4:], s.Minor)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -99,10 +100,11 @@ func TestReadSetupErrors(t *testing.T) {
 
 	t.Run("largest accepted", func(t *testing.T) {
 		// 12 bytes of header leave MaxSetupLen-12 for name and data; a name
-		// of 32768 bytes with data of 32756 fills it exactly.
-		s := Setup{ByteOrder: MSBFirst, Major: 11, AuthName: strings.Repeat("n", 32768), AuthData: bytes.Repeat([]byte{7}, MaxSetupLen-12-32768)}
+		// of 4096 bytes with data of the rest fills it exactly.
+		s := Setup{ByteOrder: MSBFirst, Major: 11, AuthName: strings.Repeat("n", 4096), AuthData: bytes.Repeat([]byte{7}, MaxSetupLen-12-4096)}
 		b := s.Marshal()
 		require.Len(t, b, MaxSetupLen)
+		require.Equal(t, len(b), s.Len())
 		got, err := ReadSetup(bytes.NewReader(b))
 		require.NoError(t, err)
 		assert.Equal(t, s, got)
@@ -112,6 +114,44 @@ func TestReadSetupErrors(t *testing.T) {
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), "limit")
 	})
+}
+
+func TestReadSetupLimit(t *testing.T) {
+	// lsbSetup is 48 bytes long: a limit of 48 takes it, 47 refuses it
+	// from its header alone.
+	got, err := ReadSetupLimit(bytes.NewReader(lsbSetup), len(lsbSetup))
+	require.NoError(t, err)
+	assert.Equal(t, cookie1, got.AuthData)
+
+	cr := &countingReader{r: bytes.NewReader(lsbSetup)}
+	_, err = ReadSetupLimit(cr, len(lsbSetup)-1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "47-byte limit")
+	assert.Equal(t, setupHeaderLen, cr.n, "a refused request is not read beyond its header")
+
+	// A limit beyond MaxSetupLen is MaxSetupLen.
+	big := Setup{ByteOrder: LSBFirst, AuthData: make([]byte, MaxSetupLen)}.Marshal()
+	_, err = ReadSetupLimit(bytes.NewReader(big), 1<<20)
+	require.Error(t, err)
+}
+
+// TestReadSetupTakesMemoryAsBytesArrive declares the largest request and
+// sends only its header: ReadSetup must not make room for what was only
+// declared. Without the incremental read it allocates MaxSetupLen.
+func TestReadSetupTakesMemoryAsBytesArrive(t *testing.T) {
+	hdr := []byte{'l', 0, 11, 0, 0, 0, 0xf4, 0x1f, 0xf4, 0x1f, 0, 0} // 8180 + 8180 bytes
+	alloc := allocated(func() { ReadSetup(bytes.NewReader(hdr)) })
+	assert.Less(t, alloc, uint64(1024), "bytes allocated for a request that sent only its header")
+}
+
+// allocated returns the bytes of heap that f allocated, measured around it;
+// other goroutines allocating at the same time only make it larger.
+func allocated(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
 }
 
 func TestSetupMarshal(t *testing.T) {
@@ -199,13 +239,17 @@ func TestRefuseReply(t *testing.T) {
 }
 
 // countingReader records how many bytes were taken from the underlying
-// reader so that the fuzz target can prove ReadSetup never reads ahead.
+// reader, so that the fuzz target can prove ReadSetup never reads ahead,
+// and the largest buffer offered to Read beyond what had arrived, which is
+// the memory ReadSetup took without having the bytes for it.
 type countingReader struct {
-	r io.Reader
-	n int
+	r       io.Reader
+	n       int
+	offered int // the most that a Read was offered beyond firstChunk and n
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	c.offered = max(c.offered, len(p)-max(firstChunk, c.n))
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
@@ -218,9 +262,17 @@ func FuzzReadSetup(f *testing.F) {
 	f.Add([]byte{'B', 0, 0, 11, 0, 0, 0, 0, 0, 0, 0, 0})
 	f.Add([]byte{'l', 0, 11, 0, 0, 0, 0, 0x80, 0, 0x80, 0, 0})
 	f.Add([]byte{'x'})
+	f.Add([]byte{'l', 0, 11, 0, 0, 0, 0xf4, 0x1f, 0xf4, 0x1f, 0, 0, 'a'})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		cr := &countingReader{r: bytes.NewReader(in)}
 		s, err := ReadSetup(cr)
+		// Memory follows what arrived, not what the header declared: no
+		// Read is offered more room than the bytes already read, or the
+		// first chunk. (The fuzzing engine allocates beside the target, so
+		// the heap itself is measured by TestReadSetupTakesMemoryAsBytesArrive.)
+		if cr.offered > 0 {
+			t.Fatalf("a Read was offered %d bytes beyond what had arrived", cr.offered)
+		}
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "sshfwd: ") {
 				t.Fatalf("error %q lacks the sshfwd: prefix", err)
