@@ -33,10 +33,25 @@ func tcpAddr(host string, port int) net.Addr {
 
 func unixAddr(path string) net.Addr { return &net.UnixAddr{Name: path, Net: "unix"} }
 
+// badAddress combines what the checks found wrong into one error wrapping
+// ErrBadAddress, or returns nil when every check passed.
+func badAddress(checks ...error) error {
+	var found []string
+	for _, err := range checks {
+		if err != nil {
+			found = append(found, err.Error())
+		}
+	}
+	if len(found) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrBadAddress, strings.Join(found, "; "))
+}
+
 // checkHost rejects what cannot be a host in an SSH request.
 func checkHost(what, host string) error {
 	if host == "" {
-		return fmt.Errorf("%w: empty %s", ErrBadAddress, what)
+		return fmt.Errorf("empty %s", what)
 	}
 	return checkString(what, host)
 }
@@ -44,7 +59,7 @@ func checkHost(what, host string) error {
 // checkString rejects strings that C peers would cut short at a NUL.
 func checkString(what, s string) error {
 	if strings.IndexByte(s, 0) >= 0 {
-		return fmt.Errorf("%w: %s %q contains a NUL byte", ErrBadAddress, what, s)
+		return fmt.Errorf("%s %q contains a NUL byte", what, s)
 	}
 	return nil
 }
@@ -52,7 +67,7 @@ func checkString(what, s string) error {
 // checkPort rejects ports outside min..65535.
 func checkPort(what string, port, min int) error {
 	if port < min || port > 65535 {
-		return fmt.Errorf("%w: %s %d outside %d..65535", ErrBadAddress, what, port, min)
+		return fmt.Errorf("%s %d outside %d..65535", what, port, min)
 	}
 	return nil
 }

@@ -43,14 +43,16 @@ const prefix = "sshfwd: "
 
 // wrapped is an error with context in front, saying "sshfwd:" once however
 // deep the wrapping: the errors of this module all begin with it, so the
-// wrapped message is given without its own.
+// wrapped message is given without its own, and so are the lines of errors
+// joined with errors.Join.
 type wrapped struct {
 	context string
 	err     error
 }
 
 func (e *wrapped) Error() string {
-	return prefix + e.context + ": " + strings.TrimPrefix(e.err.Error(), prefix)
+	msg := strings.ReplaceAll(e.err.Error(), "\n"+prefix, "\n")
+	return prefix + e.context + ": " + strings.TrimPrefix(msg, prefix)
 }
 
 func (e *wrapped) Unwrap() error { return e.err }

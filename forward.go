@@ -2,7 +2,6 @@ package sshfwd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -37,7 +36,7 @@ type target struct {
 }
 
 func tcpTarget(remoteHost string, remotePort int, sourceHost string, sourcePort int) (target, error) {
-	if err := errors.Join(
+	if err := badAddress(
 		checkHost("remote host", remoteHost),
 		checkPort("remote port", remotePort, 1),
 		checkHost("source host", sourceHost),
@@ -59,7 +58,7 @@ func tcpTarget(remoteHost string, remotePort int, sourceHost string, sourcePort 
 }
 
 func unixTarget(remotePath string, sourceHost string, sourcePort int) (target, error) {
-	if err := errors.Join(
+	if err := badAddress(
 		checkHost("remote path", remotePath),
 		checkString("source host", sourceHost),
 		checkPort("source port", sourcePort, 0),

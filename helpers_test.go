@@ -18,7 +18,12 @@ import (
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(hostileEnv); spec != "" {
+		os.Exit(runHostile(spec))
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // testTimeout bounds every wait in these tests.
 const testTimeout = 30 * time.Second

@@ -2,7 +2,6 @@ package sshfwd
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -37,7 +36,7 @@ type remoteForward struct {
 // ctx bounds the wait for the server's answer; a forward the server grants
 // after ctx ended is cancelled again.
 func (s *Session) ListenForward(ctx context.Context, address string, port int) (boundPort int, err error) {
-	if err := errors.Join(checkString("address", address), checkPort("port", port, 0)); err != nil {
+	if err := badAddress(checkString("address", address), checkPort("port", port, 0)); err != nil {
 		return 0, wrap("ListenForward", err)
 	}
 	f := &remoteForward{addr: address, port: port, requested: port, pending: true, q: s.acceptQ}
@@ -78,7 +77,7 @@ func (s *Session) AcceptForward(ctx context.Context) (ch *Channel, destinationPo
 // cancel-tcpip-forward (ssh_channel_cancel_forward in libssh). Connections
 // of that forward still waiting for AcceptForward are refused.
 func (s *Session) CancelForward(ctx context.Context, address string, port int) error {
-	if err := errors.Join(checkString("address", address), checkPort("port", port, 1)); err != nil {
+	if err := badAddress(checkString("address", address), checkPort("port", port, 1)); err != nil {
 		return wrap("CancelForward", err)
 	}
 	if f := s.forget(func(f *remoteForward) bool {
@@ -123,14 +122,14 @@ func (s *Session) listen(ctx context.Context, network, address string) (*Listene
 	case "tcp", "tcp4", "tcp6":
 		host, port, err := splitHostPort(address)
 		if err == nil {
-			err = errors.Join(checkString("address", host), checkPort("port", port, 0))
+			err = badAddress(checkString("address", host), checkPort("port", port, 0))
 		}
 		if err != nil {
 			return nil, wrap("Listen", err)
 		}
 		f.addr, f.port, f.requested = host, port, port
 	case "unix":
-		if err := checkHost("socket path", address); err != nil {
+		if err := badAddress(checkHost("socket path", address)); err != nil {
 			return nil, wrap("Listen", err)
 		}
 		f.addr, f.unix = address, true
@@ -353,9 +352,8 @@ func (s *Session) await(ctx context.Context, send func() (bool, []byte, error), 
 // them.
 func (s *Session) drop(f *remoteForward) {
 	s.forget(func(g *remoteForward) bool { return g == f })
-	if f.q == s.acceptQ {
-		s.acceptQ.remove(func(in incoming) bool { return in.fwd == f }, "sshfwd: forward refused")
-	} else {
+	f.q.remove(func(in incoming) bool { return in.fwd == f }, "sshfwd: forward refused")
+	if f.q != s.acceptQ {
 		f.q.close("sshfwd: forward refused")
 	}
 }

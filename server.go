@@ -2,7 +2,6 @@ package sshfwd
 
 import (
 	"context"
-	"errors"
 	"net"
 
 	"golang.org/x/crypto/ssh"
@@ -21,7 +20,7 @@ import (
 // ctx bounds the open only. A refusal by the client wraps
 // *ssh.OpenChannelError.
 func OpenReverseForward(ctx context.Context, conn ssh.Conn, remoteHost string, remotePort int, sourceHost string, sourcePort int) (*Channel, error) {
-	if err := errors.Join(
+	if err := badAddress(
 		checkString("forwarded address", remoteHost),
 		checkPort("forwarded port", remotePort, 1),
 		checkHost("source host", sourceHost),
@@ -44,7 +43,7 @@ func OpenReverseForward(ctx context.Context, conn ssh.Conn, remoteHost string, r
 // streamlocal-forward@openssh.com. socketPath is the path as the client
 // requested it.
 func OpenReverseForwardUnix(ctx context.Context, conn ssh.Conn, socketPath string) (*Channel, error) {
-	if err := checkHost("socket path", socketPath); err != nil {
+	if err := badAddress(checkHost("socket path", socketPath)); err != nil {
 		return nil, wrap("OpenReverseForwardUnix", err)
 	}
 	payload := ssh.Marshal(&wire.ForwardedStreamLocalMsg{SocketPath: socketPath})
@@ -56,7 +55,7 @@ func OpenReverseForwardUnix(ctx context.Context, conn ssh.Conn, socketPath strin
 // x11-req (ssh_channel_open_x11 in libssh). originAddr and originPort name
 // the X client's end.
 func OpenX11(ctx context.Context, conn ssh.Conn, originAddr string, originPort int) (*Channel, error) {
-	if err := errors.Join(
+	if err := badAddress(
 		checkHost("origin address", originAddr),
 		checkPort("origin port", originPort, 0),
 	); err != nil {

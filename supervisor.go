@@ -177,15 +177,15 @@ func (sv *Supervisor) check() error {
 			errs = append(errs, fmt.Errorf("local forward to %s: nil Listener", f.RemoteAddr))
 		}
 		if _, err := parseDestination(f.RemoteAddr); err != nil {
-			errs = append(errs, fmt.Errorf("local forward to %s: %w", f.RemoteAddr, err))
+			errs = append(errs, wrapf(err, "local forward to %s", f.RemoteAddr))
 		}
 	}
 	for _, f := range sv.RemoteForwards {
 		if err := checkListenAddr(f.RemoteAddr); err != nil {
-			errs = append(errs, fmt.Errorf("remote forward %s: %w", f, err))
+			errs = append(errs, wrapf(err, "remote forward %s", f))
 		}
 		if _, err := localConnector(f.LocalAddr); err != nil {
-			errs = append(errs, fmt.Errorf("remote forward %s: %w", f, err))
+			errs = append(errs, wrapf(err, "remote forward %s", f))
 		}
 	}
 	for _, f := range sv.DynamicForwards {
@@ -194,7 +194,7 @@ func (sv *Supervisor) check() error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("sshfwd: Supervisor: %w", err)
+		return wrap("Supervisor", err)
 	}
 	return nil
 }
@@ -202,13 +202,13 @@ func (sv *Supervisor) check() error {
 // checkListenAddr checks a remote listen address as Session.Listen will.
 func checkListenAddr(addr string) error {
 	if strings.HasPrefix(addr, "/") {
-		return checkHost("socket path", addr)
+		return badAddress(checkHost("socket path", addr))
 	}
 	host, port, err := splitHostPort(addr)
 	if err != nil {
 		return err
 	}
-	return errors.Join(checkString("address", host), checkPort("port", port, 0))
+	return badAddress(checkString("address", host), checkPort("port", port, 0))
 }
 
 // dial calls Dial once, bounded by DialTimeout.
@@ -249,7 +249,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 		}
 		sv.logf("%s failed: %v", what, err)
 		if sv.ExitOnForwardFailure {
-			failed <- fmt.Errorf("sshfwd: %s: %w", what, err)
+			failed <- wrap(what, err)
 		}
 	}
 

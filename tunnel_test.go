@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -217,4 +218,67 @@ func TestDialSSHJumpsThroughOpenSSH(t *testing.T) {
 	assert.ErrorContains(t, err, "wrong host")
 	_, err = outer.DialSSH(testContext(t), "127.0.0.1:1", inner.ClientConfig())
 	assert.Error(t, err)
+}
+
+// requireDropped checks that the forwarder closed c without serving it.
+func requireDropped(t testing.TB, c net.Conn) {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(testTimeout)))
+	n, err := c.Read(make([]byte, 1))
+	require.Zero(t, n)
+	require.Error(t, err)
+	require.False(t, isTimeout(err), "the connection was left open: %v", err)
+}
+
+func TestServeLocalMaxConns(t *testing.T) {
+	srv := newServer(t, nil)
+	s := dial(t, srv.Addr(), srv.ClientConfig())
+	target := tcpServer(t, echo)
+	ln := localListener(t)
+	runForward(t, func(ctx context.Context) error {
+		return s.ServeLocal(ctx, sshfwd.LocalForward{Listener: ln, RemoteAddr: target.String(), MaxConns: 2})
+	})
+	roundTrip := func(c net.Conn) {
+		t.Helper()
+		_, err := c.Write([]byte("ping"))
+		require.NoError(t, err)
+		require.Equal(t, []byte("ping"), readN(t, c, 4))
+	}
+	first, second := dialTCP(t, ln.Addr().String()), dialTCP(t, ln.Addr().String())
+	roundTrip(first)
+	roundTrip(second)
+	requireDropped(t, dialTCP(t, ln.Addr().String()))
+
+	// Once a forwarded connection ends, its place is free again.
+	require.NoError(t, first.Close())
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return false
+		}
+		_, err = io.ReadFull(c, make([]byte, 4))
+		return err == nil
+	}, testTimeout, 20*time.Millisecond)
+	roundTrip(second)
+}
+
+func TestServeDynamicMaxConns(t *testing.T) {
+	srv := newServer(t, nil)
+	s := dial(t, srv.Addr(), srv.ClientConfig())
+	target := tcpServer(t, echo)
+	ln := localListener(t)
+	runForward(t, func(ctx context.Context) error {
+		return s.ServeDynamic(ctx, sshfwd.DynamicForward{Listener: ln, MaxConns: 1})
+	})
+	c, reply := socks5(t, ln.Addr().String(), 1, ipv4Dest(target))
+	require.Equal(t, byte(0), reply)
+	requireDropped(t, dialTCP(t, ln.Addr().String()))
+	_, err := c.Write([]byte("ping"))
+	require.NoError(t, err)
+	require.Equal(t, []byte("ping"), readN(t, c, 4))
 }
