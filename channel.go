@@ -42,6 +42,7 @@ type Channel struct {
 
 	rdl, wdl  *deadline
 	done      chan struct{} // closed by Close, or by shut
+	gone      chan struct{} // closed once the peer closed the channel too, or the connection ended
 	shutOnce  sync.Once
 	closeOnce sync.Once
 
@@ -85,6 +86,9 @@ type owner interface {
 	spawn(f func()) bool
 	// release forgets a closed Channel.
 	release(c *Channel)
+	// unconfirmed counts Channels closed on this side whose close the peer
+	// has not answered yet: +1 when one starts waiting, -1 when it ends.
+	unconfirmed(delta int64)
 }
 
 // detached owns the Channels of servers, whose goroutines nobody waits for:
@@ -93,6 +97,7 @@ type detached struct{}
 
 func (detached) spawn(f func()) bool { go f(); return true }
 func (detached) release(*Channel)    {}
+func (detached) unconfirmed(int64)   {}
 
 // newChannel wraps ch; ok is false, and the Channel closed, if the owner
 // already closed.
@@ -105,8 +110,15 @@ func newChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr
 		rdl:   newDeadline(),
 		wdl:   newDeadline(),
 		done:  make(chan struct{}),
+		gone:  make(chan struct{}),
 	}
-	if !o.spawn(func() { ssh.DiscardRequests(reqs) }) || !o.spawn(c.drainExtended) {
+	// x/crypto closes reqs when the peer's close arrives or the connection
+	// ends, and not before.
+	serveRequests := func() {
+		ssh.DiscardRequests(reqs)
+		close(c.gone)
+	}
+	if !o.spawn(serveRequests) || !o.spawn(c.drainExtended) {
 		c.Close()
 		return c, false
 	}
@@ -221,6 +233,7 @@ func (c *Channel) readLoop() {
 		case <-c.tokens:
 		case <-c.done:
 			c.readErr = c.opError("read", net.ErrClosed)
+			c.discard()
 			return
 		}
 		buf := bufpool.Get(size)
@@ -230,7 +243,9 @@ func (c *Channel) readLoop() {
 			select {
 			case c.filled <- buf[:n]:
 			case <-c.done:
+				bufpool.Put(buf)
 				c.readErr = c.opError("read", net.ErrClosed)
+				c.discard()
 				return
 			}
 		} else {
@@ -242,6 +257,20 @@ func (c *Channel) readLoop() {
 			if err != io.EOF {
 				c.readErr = c.opError("read", err)
 			}
+			return
+		}
+	}
+}
+
+// discard reads and drops what the peer sends until its EOF or close. Once
+// the Channel is closed, nothing will read the data, but x/crypto holds it
+// until then. Only the one reader of the channel may call it: x/crypto
+// wakes a single reader at EOF, so a second one would wait forever.
+func (c *Channel) discard() {
+	buf := bufpool.Get(bufpool.Small)
+	defer bufpool.Put(buf)
+	for {
+		if _, err := c.ch.Read(buf); err != nil {
 			return
 		}
 	}
@@ -536,7 +565,30 @@ func (c *Channel) closeChannel() {
 		}
 		c.sendMu.Unlock()
 		c.ch.Close()
+		if isClosed(c.gone) {
+			return
+		}
+		// Until the peer answers, x/crypto keeps the channel and every
+		// byte that arrives on it, though it grants no more window: what
+		// the peer had the right to send is drained, by readLoop if it
+		// ran, and the wait is counted.
+		unread := false
+		c.readStart.Do(func() { unread = true })
+		c.owner.unconfirmed(+1)
+		if !c.owner.spawn(func() { c.awaitPeerClose(unread) }) {
+			c.owner.unconfirmed(-1)
+		}
 	})
+}
+
+// awaitPeerClose waits for the peer to answer this side's close, or for the
+// connection to end, draining the channel first when nothing else reads it.
+func (c *Channel) awaitPeerClose(drain bool) {
+	defer c.owner.unconfirmed(-1)
+	if drain {
+		c.discard()
+	}
+	<-c.gone
 }
 
 // shut makes pending and later calls fail with net.ErrClosed, without

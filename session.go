@@ -26,6 +26,10 @@ type Session struct {
 	ended   sync.Once
 	closing atomic.Bool // Close has begun: errors from here on say the Session closed
 
+	// waiting counts Channels closed on this side whose close the server
+	// has not answered; each holds goroutines and x/crypto's state.
+	waiting atomic.Int64
+
 	acceptQ *queue // forwarded-tcpip channels for AcceptForward
 	x11Q    *queue // x11 channels for AcceptX11
 
@@ -241,11 +245,23 @@ func (s *Session) liveChannels() []*Channel {
 	return cs
 }
 
+// maxUnconfirmed bounds the Channels closed on this side whose close the
+// server has not answered. A server that answers none could otherwise make
+// a client that accepts and closes its channels hold each one for the life
+// of the connection; past the bound, its new channels are refused.
+const maxUnconfirmed = 128
+
+// unconfirmed implements owner.
+func (s *Session) unconfirmed(delta int64) { s.waiting.Add(delta) }
+
 // route hands each incoming channel to its taker. It never blocks on a
 // taker: a connection whose router stalls stalls every channel on it.
 func (s *Session) route(in <-chan ssh.NewChannel) {
 	for nc := range in {
 		in, reason, why := s.place(nc)
+		if reason == 0 && s.waiting.Load() >= maxUnconfirmed {
+			reason, why = ssh.ResourceShortage, "sshfwd: too many closed channels not confirmed by the server"
+		}
 		if reason == 0 {
 			reason, why = s.deliver(in)
 		}
