@@ -33,12 +33,28 @@
 //	timeout_ms arguments                      a context.Context
 //	SSH_OK / SSH_ERROR / ssh_get_error        error; refusals wrap *ssh.OpenChannelError
 //
-// Beyond libssh, the helpers do what OpenSSH's client does: ForwardLocal
-// (ssh -L), ForwardRemote (ssh -R), ServeSOCKS (ssh -D), DialSSH (ssh -J),
-// ForwardX11 (ssh -X, with cookie substitution), KeepAlive
-// (ServerAliveInterval) and a Supervisor that reconnects and sets the
-// forwards up again, as autossh does. DialContext and Listen give standard
-// net types for tcp and unix.
+// Beyond libssh, the helpers do what OpenSSH's client does:
+//
+//	OpenSSH                                   sshfwd
+//	ssh -L                                    Session.ForwardLocal, Session.ServeLocal
+//	ssh -R                                    Session.ForwardRemote, Session.ServeRemote
+//	ssh -R [addr:]port (SOCKS)                Session.ServeRemoteSOCKS
+//	ssh -D                                    Session.ServeSOCKS, Session.ServeDynamic
+//	ssh -J                                    Session.DialSSH
+//	ssh -Y (trusted X11 forwarding)           Session.ForwardX11
+//	ServerAliveInterval, ServerAliveCountMax  Session.KeepAlive
+//	autossh                                   Supervisor
+//
+// The Serve variants take a bound on the connections forwarded at once.
+// ForwardX11 is trusted forwarding, as ssh -Y: the server's X clients get
+// the display's real cookie and with it every power of a local X client.
+// DialContext, Listen and ListenContext give standard net types for tcp and
+// unix.
+//
+// Every call that waits on the server takes a context.Context, or has a
+// twin that does (RequestX11Context, ListenContext). Whatever a server
+// sends, a Session keeps its memory, goroutines and waits bounded: see
+// SECURITY.md for each bound.
 //
 // A Session claims the incoming channel types forwarded-tcpip,
 // forwarded-streamlocal@openssh.com and x11 on its client and routes each
