@@ -249,61 +249,6 @@ func ExampleSession_ForwardRemote() {
 	// context canceled
 }
 
-// ServeRemote is ForwardRemote with a bound on the connections forwarded at
-// once, which caps what a flood of connections to the remote port costs.
-func ExampleSession_ServeRemote() {
-	srv := sshtest.NewServer(nil)
-	defer srv.Close()
-	local, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer local.Close()
-	go func() {
-		c, err := local.Accept()
-		if err != nil {
-			return
-		}
-		io.WriteString(c, "one of at most 64\n")
-		c.Close()
-	}()
-	s, err := sshfwd.Dial(context.Background(), "tcp", srv.Addr(), srv.ClientConfig())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer s.Close()
-	remote, err := net.Listen("tcp", "127.0.0.1:0") // pick a free port for the server
-	if err != nil {
-		log.Fatal(err)
-	}
-	remoteAddr := remote.Addr().String()
-	remote.Close()
-
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- s.ServeRemote(ctx, sshfwd.RemoteForward{
-			RemoteAddr: remoteAddr,
-			LocalAddr:  local.Addr().String(),
-			MaxConns:   64, // beyond, the server's new connections are refused
-		})
-	}()
-
-	var c net.Conn
-	for c == nil { // until the server listens
-		time.Sleep(10 * time.Millisecond)
-		c, _ = net.Dial("tcp", remoteAddr)
-	}
-	msg, _ := io.ReadAll(c)
-	c.Close()
-	fmt.Print(string(msg))
-	stop()
-	fmt.Println(<-done)
-	// Output:
-	// one of at most 64
-	// context canceled
-}
-
 // ListenContext bounds the wait for the server's answer, which a server
 // that never answers would otherwise make last as long as the connection.
 func ExampleSession_ListenContext() {

@@ -11,7 +11,12 @@ import (
 // maxQueued bounds every queue of channels waiting for an Accept. A full
 // queue refuses new channels with ResourceShortage instead of blocking the
 // router, so one listener nobody accepts on cannot stall the connection.
-const maxQueued = 16
+// Like a listen backlog (OpenSSH's is 128 too), it must hold a burst of
+// connections arriving faster than a busy program accepts them: 16 did not
+// hold 64 connections made at once through sshd. A channel waiting here is
+// not yet accepted, so the server can send nothing on it; each costs about
+// a kilobyte.
+const maxQueued = 128
 
 // incoming is a channel the peer opened, not yet confirmed, with what its
 // open request said.

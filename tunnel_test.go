@@ -282,3 +282,60 @@ func TestServeDynamicMaxConns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []byte("ping"), readN(t, c, 4))
 }
+
+// TestServeRemoteMaxConnsThroughOpenSSH makes 64 connections at once
+// through sshd, which all reach the local address, and holds them open: the
+// 65th is refused by the client, and sshd drops it.
+func TestServeRemoteMaxConnsThroughOpenSSH(t *testing.T) {
+	_, s := startSSHD(t)
+	local := localListener(t)
+	held := make(chan struct{}, 100)
+	serve(t, local, func(c net.Conn) {
+		if _, err := io.ReadFull(c, make([]byte, 1)); err == nil {
+			held <- struct{}{}
+		}
+		io.Copy(io.Discard, c)
+	})
+	remoteAddr := "127.0.0.1:" + strconv.Itoa(freePortOnServer(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- s.ServeRemote(ctx, sshfwd.RemoteForward{
+			RemoteAddr: remoteAddr,
+			LocalAddr:  local.Addr().String(),
+			MaxConns:   64, // beyond, the server's new connections are refused
+		})
+	}()
+	defer func() {
+		cancel()
+		assert.ErrorIs(t, receive(t, done, "ServeRemote did not return"), context.Canceled)
+	}()
+
+	// The first connection is made once sshd listens: before, it is
+	// refused by the kernel and takes no place.
+	var first net.Conn
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("tcp", remoteAddr)
+		first = c
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond)
+	t.Cleanup(func() { first.Close() })
+	conns := []net.Conn{first}
+	for len(conns) < 64 {
+		conns = append(conns, dialTCP(t, remoteAddr))
+	}
+	for i, c := range conns {
+		_, err := c.Write([]byte("x"))
+		require.NoError(t, err)
+		select {
+		case <-held:
+		case <-time.After(testTimeout):
+			t.Fatalf("connection %d did not reach the local address", i+1)
+		}
+	}
+	extra := dialTCP(t, remoteAddr)
+	_, err := extra.Write([]byte("x"))
+	require.NoError(t, err)
+	requireDropped(t, extra)
+	assert.Empty(t, held, "a connection beyond the bound reached the local address")
+}
