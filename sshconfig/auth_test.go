@@ -49,8 +49,11 @@ func userCert(t testing.TB, ca ssh.Signer, key ssh.PublicKey, principals ...stri
 		CertType:        ssh.UserCert,
 		KeyId:           "test user",
 		ValidPrincipals: principals,
-		ValidAfter:      uint64(time.Now().Add(-time.Hour).Unix()),
-		ValidBefore:     uint64(time.Now().Add(time.Hour).Unix()),
+		Permissions: ssh.Permissions{Extensions: map[string]string{
+			"permit-port-forwarding": "", "permit-pty": "", "permit-X11-forwarding": "",
+		}},
+		ValidAfter:  uint64(time.Now().Add(-time.Hour).Unix()),
+		ValidBefore: uint64(time.Now().Add(time.Hour).Unix()),
 	}
 	require.NoError(t, cert.SignCert(rand.Reader, ca))
 	return cert

@@ -61,25 +61,22 @@ type controlConn struct {
 	ssh.Conn
 }
 
-// probeChannel is a channel type no server implements: opening it is a
-// round trip through the master that the refusal ends.
-const probeChannel = "keepalive-probe@sshfwd.invalid"
-
 func (c *controlConn) SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error) {
 	switch name {
 	case "keepalive@openssh.com":
-		// Sent as a channel open instead, which the master relays:
-		// a refusal, like OpenSSH's answer to a keepalive, shows the
-		// connection alive.
-		ch, _, err := c.Conn.OpenChannel(probeChannel, nil)
-		var refused *ssh.OpenChannelError
-		if errors.As(err, &refused) {
-			return false, nil, nil
+		// A session channel, opened and closed, makes the round trip
+		// to the server instead. A channel the server refuses would
+		// not do: OpenSSH 9.2's master keeps such a channel half-made,
+		// and dies ("chan_send_close2: no remote_id") when this client
+		// disconnects.
+		ch, reqs, err := c.Conn.OpenChannel("session", nil)
+		if err != nil {
+			return false, nil, err
 		}
-		if err == nil {
-			ch.Close()
+		ch.Close()
+		for range reqs {
 		}
-		return false, nil, err
+		return false, nil, nil
 	case "tcpip-forward", "cancel-tcpip-forward",
 		"streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
 		return false, nil, ErrControlMasterForward

@@ -65,12 +65,8 @@ func (c *Config) dial(ctx context.Context, depth int) (*sshfwd.Session, error) {
 			c.logf("Warning: %v; connecting directly", err)
 		}
 	}
-	a, err := c.auth()
-	if err != nil {
-		return nil, err
-	}
-	defer a.Close()
 	var conn net.Conn
+	var err error
 	for attempt := range c.ConnectionAttempts {
 		if attempt > 0 {
 			c.logf("Connecting to %s port %d failed: %v; trying again", c.HostName, c.Port, err)
@@ -85,6 +81,12 @@ func (c *Config) dial(ctx context.Context, depth int) (*sshfwd.Session, error) {
 	if err != nil {
 		return nil, err
 	}
+	a, err := c.auth()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	defer a.Close()
 	return sshfwd.NewClientConn(ctx, conn, c.addr(), c.clientConfig(a.methods))
 }
 

@@ -62,7 +62,9 @@ type HostKeys struct {
 }
 
 // HostKeyError is the error of a host key refused by HostKeys.Check. Its
-// text is OpenSSH's explanation of the refusal.
+// text is OpenSSH's explanation of the refusal. Like every error of Check,
+// it has no "sshfwd:" prefix: it reaches callers inside the handshake's
+// error, which has one.
 type HostKeyError struct {
 	Host  string                // the host as known_hosts names it: "[127.0.0.1]:2222"
 	Key   ssh.PublicKey         // the key the server sent
@@ -72,7 +74,7 @@ type HostKeyError struct {
 
 func (e *HostKeyError) Error() string {
 	var b strings.Builder
-	b.WriteString("sshfwd: host key verification failed\n")
+	b.WriteString("host key verification failed\n")
 	if len(e.Known) == 0 {
 		fmt.Fprintf(&b, "No %s host key is known for %s and you have requested strict checking.\n", KeyName(e.Key), e.Host)
 		b.WriteString("Host key verification failed.")
@@ -164,7 +166,7 @@ func (h *HostKeys) confirm(host string, key ssh.PublicKey) error {
 	ok, err := h.ConfirmCallback(fmt.Sprintf("The authenticity of host '%s' can't be established.\n%s key fingerprint is %s.\nAre you sure you want to continue connecting (yes/no)?",
 		host, KeyName(key), ssh.FingerprintSHA256(key)))
 	if err != nil {
-		return fmt.Errorf("sshfwd: host key confirmation: %w", err)
+		return fmt.Errorf("host key confirmation: %w", err)
 	}
 	if !ok {
 		return refused
@@ -194,7 +196,7 @@ func (h *HostKeys) lookup(hostname string, key ssh.PublicKey) ([]knownhosts.Know
 	}
 	db, err := skeema.NewDB(files...)
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: known hosts: %w", err)
+		return nil, fmt.Errorf("known hosts: %w", err)
 	}
 	// The callback wants a remote address it can split; the host name
 	// given takes precedence over it.
@@ -205,15 +207,26 @@ func (h *HostKeys) lookup(hostname string, key ssh.PublicKey) ([]knownhosts.Know
 	case err == nil:
 		return nil, nil
 	case errors.As(err, &re):
-		return nil, fmt.Errorf("sshfwd: the %s host key for %s is marked as revoked in %s:%d; host key verification failed: %w",
+		return nil, fmt.Errorf("the %s host key for %s is marked as revoked in %s:%d; host key verification failed: %w",
 			KeyName(key), knownhosts.Normalize(hostname), re.Revoked.Filename, re.Revoked.Line, errRevoked)
 	case errors.As(err, &ke):
-		if ke.Want == nil {
-			return []knownhosts.KnownKey{}, nil
+		// A CA's line is no key of the host: without one of its own,
+		// the host is unknown rather than changed, as ssh has it.
+		cas := map[string]bool{}
+		for _, k := range db.HostKeys(hostname) {
+			if k.Cert {
+				cas[string(k.Marshal())] = true
+			}
 		}
-		return ke.Want, nil
+		own := []knownhosts.KnownKey{}
+		for _, k := range ke.Want {
+			if !cas[string(k.Key.Marshal())] {
+				own = append(own, k)
+			}
+		}
+		return own, nil
 	}
-	return nil, fmt.Errorf("sshfwd: host key for %s: %w", knownhosts.Normalize(hostname), err)
+	return nil, fmt.Errorf("host key for %s: %w", knownhosts.Normalize(hostname), err)
 }
 
 func (h *HostKeys) firstFile() string {
@@ -228,24 +241,24 @@ func (h *HostKeys) firstFile() string {
 func (h *HostKeys) add(host string, key ssh.PublicKey) error {
 	file := h.firstFile()
 	if file == "" {
-		return errors.New("sshfwd: adding host key: no known_hosts file")
+		return errors.New("adding host key: no known_hosts file")
 	}
 	if h.Hash {
 		host = knownhosts.HashHostname(host)
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return fmt.Errorf("sshfwd: adding host key: %w", err)
+		return fmt.Errorf("adding host key: %w", err)
 	}
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("sshfwd: adding host key: %w", err)
+		return fmt.Errorf("adding host key: %w", err)
 	}
 	_, err = fmt.Fprintln(f, knownhosts.Line([]string{host}, key))
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("sshfwd: adding host key to %s: %w", file, err)
+		return fmt.Errorf("adding host key to %s: %w", file, err)
 	}
 	return nil
 }
