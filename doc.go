@@ -32,13 +32,20 @@
 //	ssh_channel_send_eof / ssh_channel_free   Channel.CloseWrite / Channel.Close
 //	timeout_ms arguments                      a context.Context
 //	SSH_OK / SSH_ERROR / ssh_get_error        error; refusals wrap *ssh.OpenChannelError
+//	ssh_options_parse_config                  sshconfig.Resolve
+//	ssh_userauth_publickey_auto               sshconfig.Dial (agent, identity files, certificates)
+//	ssh_session_is_known_server               sshconfig.HostKeys.Check
+//	ssh_session_update_known_hosts            sshconfig.HostKeys (StrictAcceptNew, or StrictAsk)
+//	ssh_userauth_kbdint                       sshconfig.Options.KeyboardInteractiveCallback
 //
 // Beyond libssh, the helpers do what OpenSSH's client does: ForwardLocal
 // (ssh -L), ForwardRemote (ssh -R), ServeSOCKS (ssh -D), DialSSH (ssh -J),
 // ForwardX11 (ssh -X, with cookie substitution), KeepAlive
 // (ServerAliveInterval) and a Supervisor that reconnects and sets the
 // forwards up again, as autossh does. DialContext and Listen give standard
-// net types for tcp and unix.
+// net types for tcp and unix. Package sshconfig connects as OpenSSH's client
+// does: ssh_config, known_hosts, keys, agent, ProxyJump, ProxyCommand and
+// ControlMaster.
 //
 // A Session claims the incoming channel types forwarded-tcpip,
 // forwarded-streamlocal@openssh.com and x11 on its client and routes each
