@@ -2,7 +2,6 @@ package sshconfig
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -10,15 +9,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sshfwd/sshfwd"
+	"github.com/sshfwd/sshfwd/internal/wire"
 )
-
-// ErrControlMasterForward is returned at once for a remote forward asked
-// of a Session that rides an OpenSSH ControlMaster: OpenSSH's master sends
-// the tcpip-forward request on, but never relays its reply, so the request
-// would wait forever.
-//
-// Its text has no "sshfwd:" prefix, as the Session's error wrapping it has.
-var ErrControlMasterForward = errors.New("remote forwarding is not available through an OpenSSH ControlMaster (the master does not relay the server's reply); connect without ControlPath for -R")
 
 // dialControl connects through the OpenSSH ControlMaster listening on the
 // Unix socket path, in the mux protocol's proxy mode: the master carries
@@ -44,7 +36,9 @@ func dialControl(ctx context.Context, path string) (*sshfwd.Session, error) {
 		return nil, fmt.Errorf("sshfwd: ControlMaster %s: %w", path, err)
 	}
 	conn.SetDeadline(time.Time{})
-	client := ssh.NewClient(&controlConn{Conn: c}, chans, reqs)
+	fwds := newMuxForwards(path)
+	go fwds.merge(chans)
+	client := ssh.NewClient(&controlConn{Conn: c, fwds: fwds}, fwds.in, reqs)
 	s, err := sshfwd.New(client)
 	if err != nil {
 		client.Close()
@@ -55,21 +49,29 @@ func dialControl(ctx context.Context, path string) (*sshfwd.Session, error) {
 
 // controlConn is an SSH connection through a ControlMaster. OpenSSH's
 // master (9.2 measured) drops a proxy client that sends a global request
-// other than tcpip-forward, and relays no reply to that one; so the
-// requests that would break or hang the connection are answered here.
+// other than tcpip-forward, and relays no answer to that one; so the
+// requests that would break or hang the connection take other roads.
 type controlConn struct {
 	ssh.Conn
+	fwds *muxForwards
+}
+
+// Close cancels the forwards asked of the master, then closes the
+// connection.
+func (c *controlConn) Close() error {
+	c.fwds.teardown()
+	return c.Conn.Close()
 }
 
 func (c *controlConn) SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error) {
 	switch name {
-	case "keepalive@openssh.com":
+	case wire.KeepAlive:
 		// A session channel, opened and closed, makes the round trip
 		// to the server instead. A channel the server refuses would
 		// not do: OpenSSH 9.2's master keeps such a channel half-made,
 		// and dies ("chan_send_close2: no remote_id") when this client
 		// disconnects.
-		ch, reqs, err := c.Conn.OpenChannel("session", nil)
+		ch, reqs, err := c.Conn.OpenChannel(wire.Session, nil)
 		if err != nil {
 			return false, nil, err
 		}
@@ -77,9 +79,29 @@ func (c *controlConn) SendRequest(name string, wantReply bool, payload []byte) (
 		for range reqs {
 		}
 		return false, nil, nil
-	case "tcpip-forward", "cancel-tcpip-forward",
-		"streamlocal-forward@openssh.com", "cancel-streamlocal-forward@openssh.com":
-		return false, nil, ErrControlMasterForward
+	case wire.TCPIPForward, wire.CancelTCPIPForward:
+		var m wire.TCPIPForwardMsg
+		if err := wire.Parse(name, payload, &m); err != nil {
+			return false, nil, err
+		}
+		if name == wire.CancelTCPIPForward {
+			return c.fwds.close(false, m.Addr, m.Port), nil, nil
+		}
+		bound, ok, err := c.fwds.open(false, m.Addr, m.Port)
+		if !ok || m.Port != 0 {
+			return ok, nil, err
+		}
+		return true, ssh.Marshal(&wire.TCPIPForwardReply{Port: bound}), nil
+	case wire.StreamLocalForward, wire.CancelStreamLocalForward:
+		var m wire.StreamLocalForwardMsg
+		if err := wire.Parse(name, payload, &m); err != nil {
+			return false, nil, err
+		}
+		if name == wire.CancelStreamLocalForward {
+			return c.fwds.close(true, m.SocketPath, 0), nil, nil
+		}
+		_, ok, err := c.fwds.open(true, m.SocketPath, 0)
+		return ok, nil, err
 	}
 	return false, nil, fmt.Errorf("global request %q cannot go through an OpenSSH ControlMaster", name)
 }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 	"golang.org/x/net/proxy"
 
+	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/internal/peers"
 	"github.com/sshfwd/sshfwd/internal/testnet"
 	"github.com/sshfwd/sshfwd/sshtest"
@@ -93,14 +95,47 @@ func TestOpenSSHControlMaster(t *testing.T) {
 		defer ch.Close()
 		assert.NoError(t, testnet.RoundTrip(ch, []byte("DialSSH")))
 	})
-	t.Run("remote forward fails at once", func(t *testing.T) {
-		start := time.Now()
-		_, err := s.ListenForward(ctx, "127.0.0.1", 0)
-		assert.ErrorIs(t, err, ErrControlMasterForward)
-		_, err = s.Listen("unix", filepath.Join(t.TempDir(), "sock"))
-		assert.ErrorIs(t, err, ErrControlMasterForward)
-		assert.Less(t, time.Since(start), time.Second)
-		checkSession(t, s)
+	var remotePort string
+	t.Run("remote forward", func(t *testing.T) {
+		ln, err := s.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err, "asked of the master itself")
+		_, remotePort, err = net.SplitHostPort(ln.Addr().String())
+		require.NoError(t, err)
+		serveChannels(t, ln)
+		c, err := net.Dial("tcp", "127.0.0.1:"+remotePort)
+		require.NoError(t, err)
+		defer c.Close()
+		assert.NoError(t, testnet.RoundTrip(c, []byte("remote forward")))
+		require.NoError(t, ln.Close())
+		assert.Eventually(t, func() bool {
+			c, err := net.Dial("tcp", "127.0.0.1:"+remotePort)
+			if err == nil {
+				c.Close()
+			}
+			return err != nil
+		}, testTimeout, 20*time.Millisecond, "Close cancels the forward at the master")
+	})
+	t.Run("remote forward of a socket", func(t *testing.T) {
+		dir, err := os.MkdirTemp("", "rf")
+		require.NoError(t, err)
+		defer os.RemoveAll(dir)
+		path := filepath.Join(dir, "s")
+		ln, err := s.Listen("unix", path)
+		require.NoError(t, err)
+		defer ln.Close()
+		serveChannels(t, ln)
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		defer c.Close()
+		assert.NoError(t, testnet.RoundTrip(c, []byte("remote socket")))
+	})
+	t.Run("remote forward kept until the Session closes", func(t *testing.T) {
+		port, err := s.ListenForward(ctx, "127.0.0.1", 0)
+		require.NoError(t, err)
+		remotePort = strconv.Itoa(port)
+		c, err := net.Dial("tcp", "127.0.0.1:"+remotePort)
+		require.NoError(t, err)
+		c.Close()
 	})
 	t.Run("keepalive", func(t *testing.T) {
 		kctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -112,6 +147,8 @@ func TestOpenSSHControlMaster(t *testing.T) {
 
 	require.NoError(t, s.Close())
 	assert.NoError(t, m.Check(), "the master outlives the client; its log:\n%s", readFileString(m.Log))
+	_, err := net.Dial("tcp", "127.0.0.1:"+remotePort)
+	assert.Error(t, err, "closing the Session cancels its forwards at the master")
 
 	// With the master gone, the same ControlPath means connecting
 	// directly, as ssh does.
@@ -119,6 +156,42 @@ func TestOpenSSHControlMaster(t *testing.T) {
 	opts.ConfigFile = ""
 	userConfig(t, opts, hostBlock(d, "lab", "")+"  UserKnownHostsFile "+d.KnownHosts+"\n")
 	checkSession(t, dial(t, "lab", opts))
+}
+
+// serveChannels answers every connection ln accepts with the sha256 of
+// what it read, until ln closes.
+func serveChannels(t testing.TB, ln net.Listener) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			testnet.HashAfterEOF(c)
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+}
+
+func TestOpenSSHControlMasterRemoteForwardRefused(t *testing.T) {
+	d := peers.StartSSHD(t, peers.SSHDOptions{Config: []string{"PermitListen none"}})
+	m := peers.StartControlMaster(t, d)
+	opts := testOptions(t)
+	opts.ConfigFile, opts.ControlPath = "none", m.Socket
+	s := dial(t, "127.0.0.1", opts)
+	start := time.Now()
+	_, err := s.ListenForward(testContext(t), "127.0.0.1", 0)
+	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	checkSession(t, s)
 }
 
 func TestDropbearHostKeyOrder(t *testing.T) {

@@ -7,7 +7,9 @@
 // identity files with their certificates, passphrases, keyboard-interactive
 // and password through callbacks), goes through ProxyJump hosts or a
 // ProxyCommand, and rides a running OpenSSH ControlMaster when ControlPath
-// names one.
+// names one. Through a master, remote forwards are asked of the master
+// itself (PROTOCOL.mux's MUX_C_OPEN_FWD), since it does not relay the answer
+// to a client's tcpip-forward.
 //
 //	s, err := sshconfig.Dial(ctx, "lab", nil)
 //
