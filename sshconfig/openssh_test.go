@@ -89,8 +89,12 @@ func TestOpenSSHInclude(t *testing.T) {
 	d := peers.StartSSHD(t, peers.SSHDOptions{})
 	opts := testOptions(t)
 	writeFile(t, filepath.Join(opts.Home, ".ssh", "config.d", "lab.conf"), hostBlock(d, "lab", ""))
-	writeFile(t, filepath.Join(opts.SystemDir, "ssh_config"), "Host *\n  GlobalKnownHostsFile "+d.KnownHosts+"\n")
-	userConfig(t, opts, "Include config.d/*.conf\nUserKnownHostsFile none\nStrictHostKeyChecking yes\n")
+	// The system's known_hosts, read by default as ssh reads
+	// /etc/ssh/ssh_known_hosts.
+	known, err := os.ReadFile(d.KnownHosts)
+	require.NoError(t, err)
+	writeFile(t, filepath.Join(opts.SystemDir, "ssh_known_hosts"), string(known))
+	userConfig(t, opts, "Include config.d/*.conf\nStrictHostKeyChecking yes\n")
 	checkSession(t, dial(t, "lab", opts))
 }
 

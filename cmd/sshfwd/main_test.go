@@ -321,6 +321,21 @@ func TestHostAlias(t *testing.T) {
 	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(local), []byte("alias"))
 }
 
+func TestControlMaster(t *testing.T) {
+	isolate(t)
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	m := peers.StartControlMaster(t, d)
+	target := hashServer(t)
+	local := peers.FreePort(t)
+	to := fmt.Sprintf("127.0.0.1:%d", target)
+	// No key and no known_hosts: only the master can carry this.
+	stderr, done := start(t, "-F", "none", "-S", m.Socket, "-L", fmt.Sprintf("%d:%s", local, to), "-R", "0:"+to, "127.0.0.1")
+	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(local), []byte("-L through the master"))
+	port := waitLine(t, stderr, done, `Allocated port (\d+) for remote forward to `+regexp.QuoteMeta(to)+"\n")[1]
+	eventuallyRoundTrip(t, "127.0.0.1:"+port, []byte("-R through the master"))
+}
+
 func TestJumpHost(t *testing.T) {
 	isolate(t)
 	peers.Require(t, peers.SSHDBin)
