@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"golang.org/x/crypto/ssh"
@@ -150,7 +151,7 @@ func (c *Config) identities() []identity {
 	if len(files) == 0 {
 		given = false
 		for _, name := range defaultIdentities {
-			files = append(files, c.home+"/.ssh/"+name)
+			files = append(files, filepath.Join(c.home, ".ssh", name))
 		}
 	}
 	var ids []identity

@@ -56,11 +56,14 @@ type controlConn struct {
 	fwds *muxForwards
 }
 
-// Close cancels the forwards asked of the master, then closes the
-// connection.
+// Close cancels the forwards asked of the master, closes the connection
+// and waits for the goroutine that passes its channels on, which the
+// connection's end stops.
 func (c *controlConn) Close() error {
 	c.fwds.teardown()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	<-c.fwds.merged
+	return err
 }
 
 func (c *controlConn) SendRequest(name string, wantReply bool, payload []byte) (bool, []byte, error) {

@@ -213,7 +213,7 @@ func TestDropbearHostKeyOrder(t *testing.T) {
 	known := filepath.Join(t.TempDir(), "known_hosts")
 	opts.Overrides = []string{"UserKnownHostsFile=" + known, "StrictHostKeyChecking=accept-new"}
 	opts.PasswordCallback = func(string, string) (string, error) { return "x", nil }
-	_, err = Dial(testContext(t), "ssh://nobody@"+db.Addr, opts)
+	err = dialFails(t, "ssh://nobody@"+db.Addr, opts)
 	require.Error(t, err, "dropbear refuses every login")
 	assert.Contains(t, err.Error(), "unable to authenticate", "the key exchange went through")
 	require.FileExists(t, known)
@@ -285,7 +285,7 @@ func TestKeyboardInteractive(t *testing.T) {
 	mu.Unlock()
 
 	opts.Overrides = append(opts.Overrides, "BatchMode=yes")
-	_, err := Dial(testContext(t), "ssh://alice@"+srv.addr, opts)
+	err := dialFails(t, "ssh://alice@"+srv.addr, opts)
 	assert.Error(t, err, "BatchMode never asks")
 }
 
@@ -315,7 +315,7 @@ func TestPassword(t *testing.T) {
 
 	opts.Overrides = []string{"NumberOfPasswordPrompts=1"}
 	asked = nil
-	_, err = Dial(testContext(t), "box", opts)
+	err = dialFails(t, "box", opts)
 	assert.Error(t, err)
 	assert.Len(t, asked, 1, "NumberOfPasswordPrompts bounds the tries")
 }

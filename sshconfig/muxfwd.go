@@ -31,6 +31,7 @@ type muxForwards struct {
 	master string                // the master's socket
 	in     chan ssh.NewChannel   // what the client reads: the master's channels and ours
 	done   chan struct{}         // closed by teardown: no more channels go to in
+	merged chan struct{}         // closed when merge has returned
 	once   sync.Once             // runs teardown
 	loops  sync.WaitGroup        // the accept loops
 	mu     sync.Mutex            // guards the fields below
@@ -59,6 +60,7 @@ func newMuxForwards(master string) *muxForwards {
 		master: master,
 		in:     make(chan ssh.NewChannel),
 		done:   make(chan struct{}),
+		merged: make(chan struct{}),
 		conns:  map[net.Conn]struct{}{},
 	}
 }
@@ -66,6 +68,7 @@ func newMuxForwards(master string) *muxForwards {
 // merge passes the master's channels on to in, until the connection ends;
 // then it tears the forwards down and closes in.
 func (m *muxForwards) merge(real <-chan ssh.NewChannel) {
+	defer close(m.merged)
 	defer close(m.in)
 	for nc := range real {
 		select {

@@ -61,6 +61,19 @@ func dial(t testing.TB, destination string, opts *Options) *sshfwd.Session {
 	return s
 }
 
+// dialFails dials destination, expecting an error, and returns it; a
+// Session opened all the same is closed, so that the test fails rather
+// than leaves it open.
+func dialFails(t testing.TB, destination string, opts *Options) error {
+	t.Helper()
+	s, err := Dial(testContext(t), destination, opts)
+	if err == nil {
+		s.Close()
+		t.Errorf("Dial %s succeeded", destination)
+	}
+	return err
+}
+
 // checkSession runs a command on s and forwards a connection through it.
 func checkSession(t testing.TB, s *sshfwd.Session) {
 	t.Helper()
@@ -108,7 +121,7 @@ func TestOpenSSHUserCertificate(t *testing.T) {
 	opts := testOptions(t)
 	userConfig(t, opts, hostBlock(d, "lab", key)+"  IdentitiesOnly yes\n  UserKnownHostsFile "+d.KnownHosts+"\n")
 
-	_, err := Dial(testContext(t), "lab", opts)
+	err := dialFails(t, "lab", opts)
 	require.Error(t, err, "the key alone is not authorized")
 	assert.Contains(t, err.Error(), "unable to authenticate")
 
@@ -141,7 +154,7 @@ func TestOpenSSHHostCertificate(t *testing.T) {
 	checkSession(t, dial(t, "lab", opts))
 
 	writeFile(t, known, "@cert-authority "+knownhosts.Normalize(d.Addr)+" "+authorizedLine(wrongCA.PublicKey())+"\n")
-	_, err = Dial(testContext(t), "lab", opts)
+	err = dialFails(t, "lab", opts)
 	var hke *HostKeyError
 	require.ErrorAs(t, err, &hke, "a certificate of another CA is refused")
 	assert.Empty(t, hke.Known, "and its plain key is unknown")
@@ -165,7 +178,7 @@ func TestOpenSSHAcceptNewThenYes(t *testing.T) {
 	userConfig(t, opts, hostBlock(d, "lab", "")+"  UserKnownHostsFile "+known+"\n  HashKnownHosts yes\n")
 
 	opts.Overrides = []string{"StrictHostKeyChecking=yes"}
-	_, err := Dial(testContext(t), "lab", opts)
+	err := dialFails(t, "lab", opts)
 	var hke *HostKeyError
 	require.ErrorAs(t, err, &hke)
 	assert.NoFileExists(t, known)
@@ -205,7 +218,7 @@ func TestOpenSSHPassphraseKey(t *testing.T) {
 	assert.Equal(t, []string{key}, asked)
 
 	opts.Overrides = []string{"BatchMode=yes"}
-	_, err = Dial(testContext(t), "lab", opts)
+	err = dialFails(t, "lab", opts)
 	assert.ErrorContains(t, err, "no way to log in", "BatchMode never prompts")
 	assert.Len(t, asked, 1)
 }
@@ -228,7 +241,7 @@ func TestOpenSSHProxyJumpTwoHops(t *testing.T) {
 	checkSession(t, dial(t, "c", opts))
 
 	userConfig(t, opts, "Host x\n  ProxyJump y\nHost y\n  ProxyJump x\n")
-	_, err := Dial(testContext(t), "x", opts)
+	err := dialFails(t, "x", opts)
 	assert.ErrorContains(t, err, "is there a loop")
 }
 
@@ -243,7 +256,7 @@ func TestOpenSSHProxyCommand(t *testing.T) {
 	assert.Contains(t, jump.ReadLog(), "target 127.0.0.1 port "+strconv.Itoa(d.Port))
 
 	userConfig(t, opts, hostBlock(d, "lab", "")+"  ProxyCommand false\n  UserKnownHostsFile "+d.KnownHosts+"\n")
-	_, err := Dial(testContext(t), "lab", opts)
+	err := dialFails(t, "lab", opts)
 	assert.Error(t, err, "a proxy command that exits")
 }
 
@@ -255,7 +268,7 @@ func TestConnectionAttempts(t *testing.T) {
 	opts.PasswordCallback = func(string, string) (string, error) { return "", nil }
 	opts.Overrides = []string{"ConnectionAttempts 2"}
 	start := time.Now()
-	_, err := Dial(testContext(t), "ssh://127.0.0.1:"+strconv.Itoa(port), opts)
+	err := dialFails(t, "ssh://127.0.0.1:"+strconv.Itoa(port), opts)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.GreaterOrEqual(t, time.Since(start), attemptPause)
