@@ -240,7 +240,8 @@ func (c *Config) logf(format string, args ...any) {
 
 // lockedKey is a passphrase-protected key whose private half is decrypted
 // the first time it must sign. It is an ssh.AlgorithmSigner so that RSA
-// keys sign with SHA-2.
+// keys sign with SHA-2. Its errors reach the caller inside the handshake's,
+// so they have no "sshfwd:" prefix.
 type lockedKey struct {
 	file   string
 	pem    []byte
@@ -282,7 +283,7 @@ func (l *lockedKey) unlock() (ssh.AlgorithmSigner, error) {
 	for range l.tries {
 		pass, err := l.ask(l.file)
 		if err != nil {
-			l.err = fmt.Errorf("sshfwd: passphrase for %s: %w", l.file, err)
+			l.err = fmt.Errorf("passphrase for %s: %w", l.file, err)
 			return nil, l.err
 		}
 		s, err := ssh.ParsePrivateKeyWithPassphrase(l.pem, pass)
@@ -290,17 +291,17 @@ func (l *lockedKey) unlock() (ssh.AlgorithmSigner, error) {
 			continue
 		}
 		if err != nil {
-			l.err = fmt.Errorf("sshfwd: key %s: %w", l.file, err)
+			l.err = fmt.Errorf("key %s: %w", l.file, err)
 			return nil, l.err
 		}
 		as, ok := s.(ssh.AlgorithmSigner)
 		if !ok {
-			l.err = fmt.Errorf("sshfwd: key %s cannot sign with a chosen algorithm", l.file)
+			l.err = fmt.Errorf("key %s cannot sign with a chosen algorithm", l.file)
 			return nil, l.err
 		}
 		l.signer = as
 		return as, nil
 	}
-	l.err = fmt.Errorf("sshfwd: key %s: incorrect passphrase", l.file)
+	l.err = fmt.Errorf("key %s: incorrect passphrase", l.file)
 	return nil, l.err
 }

@@ -171,6 +171,8 @@ Match exec "true"
   Port 1
 Match localuser `+me+`
   ServerAliveInterval 9
+Match !all
+  ConnectTimeout 5
 Host other
   Include ~/.ssh/missing-*.conf
 `)
@@ -182,6 +184,7 @@ Host other
 	assert.Equal(t, []string{filepath.Join(ssh, "by-match")}, c.IdentityFiles)
 	assert.Equal(t, 9*time.Second, c.ServerAliveInterval)
 	assert.Equal(t, 4, c.ConnectionAttempts, "the system file's Include is relative to the system directory")
+	assert.Zero(t, c.ConnectTimeout, "Match !all never applies")
 	require.Len(t, c.Ignored, 1)
 	assert.Contains(t, c.Ignored[0], `Match exec true (the block is skipped)`)
 }

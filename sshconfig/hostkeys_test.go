@@ -197,6 +197,7 @@ func TestHostKeysAlgorithms(t *testing.T) {
 	h := &HostKeys{Files: []string{filepath.Join(dir, "known_hosts")}}
 	assert.Equal(t, HostKeyAlgorithms(), h.Algorithms("example.com:22"), "no file: OpenSSH's order")
 	order := HostKeyAlgorithms()
+	assert.Subset(t, ssh.SupportedAlgorithms().HostKeys, order, "x/crypto implements every one")
 	assert.Less(t, indexOf(order, ssh.KeyAlgoED25519), indexOf(order, ssh.KeyAlgoRSASHA256), "ed25519 before RSA")
 	assert.Less(t, indexOf(order, ssh.KeyAlgoECDSA256), indexOf(order, ssh.KeyAlgoRSASHA256), "ECDSA before RSA")
 

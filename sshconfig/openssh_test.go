@@ -221,6 +221,12 @@ func TestOpenSSHPassphraseKey(t *testing.T) {
 	err = dialFails(t, "lab", opts)
 	assert.ErrorContains(t, err, "no way to log in", "BatchMode never prompts")
 	assert.Len(t, asked, 1)
+
+	opts.Overrides = nil
+	opts.PassphraseCallback = func(string) ([]byte, error) { return []byte("wrong"), nil }
+	err = dialFails(t, "lab", opts)
+	assert.ErrorContains(t, err, "key "+key+": incorrect passphrase")
+	assert.Equal(t, 1, strings.Count(err.Error(), "sshfwd:"), err.Error())
 }
 
 func TestOpenSSHProxyJumpTwoHops(t *testing.T) {

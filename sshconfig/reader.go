@@ -219,6 +219,7 @@ func (r *reader) match(args []string, file string) (bool, error) {
 		var subject string
 		switch crit {
 		case "all":
+			all = all && !negate
 			continue
 		case "host":
 			subject = r.c.Host
