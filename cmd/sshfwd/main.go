@@ -11,7 +11,8 @@
 // the agent, identity files with their certificates, ProxyJump and
 // ProxyCommand, and a running ControlMaster at ControlPath (-S). Passphrases,
 // passwords and unknown host keys are asked about on the terminal, unless
-// BatchMode is set.
+// BatchMode is set. Keepalives go every 30 s unless ServerAliveInterval
+// gives another interval.
 package main
 
 import (
