@@ -32,6 +32,11 @@
 //	ssh_channel_send_eof / ssh_channel_free   Channel.CloseWrite / Channel.Close
 //	timeout_ms arguments                      a context.Context
 //	SSH_OK / SSH_ERROR / ssh_get_error        error; refusals wrap *ssh.OpenChannelError
+//	ssh_options_parse_config                  sshconfig.Resolve
+//	ssh_userauth_publickey_auto               sshconfig.Dial (agent, identity files, certificates)
+//	ssh_session_is_known_server               sshconfig.HostKeys.Check
+//	ssh_session_update_known_hosts            sshconfig.HostKeys (StrictAcceptNew, or StrictAsk)
+//	ssh_userauth_kbdint                       sshconfig.Options.KeyboardInteractiveCallback
 //
 // Beyond libssh, the helpers do what OpenSSH's client does:
 //
@@ -49,7 +54,8 @@
 // ForwardX11 is trusted forwarding, as ssh -Y: the server's X clients get
 // the display's real cookie and with it every power of a local X client.
 // DialContext, Listen and ListenContext give standard net types for tcp and
-// unix.
+// unix. Package sshconfig connects as OpenSSH's client does: ssh_config,
+// known_hosts, keys, agent, ProxyJump, ProxyCommand and ControlMaster.
 //
 // Every call that waits on the server takes a context.Context, or has a
 // twin that does (RequestX11Context, ListenContext). Whatever a server

@@ -101,6 +101,19 @@ func Dial(ctx context.Context, network, addr string, config *ssh.ClientConfig) (
 	if err != nil {
 		return nil, wrapf(err, "dial %s", addr)
 	}
+	return NewClientConn(ctx, conn, addr, config)
+}
+
+// NewClientConn runs the SSH handshake over conn, a connection to the
+// server at addr that the caller made (a proxy command's pipes, a channel
+// of another Session), authenticates with config and returns a Session
+// for it. ctx bounds the handshake. On success the Session owns conn:
+// Session.Close closes it. On failure conn is closed.
+func NewClientConn(ctx context.Context, conn net.Conn, addr string, config *ssh.ClientConfig) (*Session, error) {
+	if config == nil {
+		conn.Close()
+		return nil, fmt.Errorf("sshfwd: NewClientConn: nil ssh.ClientConfig")
+	}
 	client, err := handshake(ctx, conn, addr, config)
 	if err != nil {
 		conn.Close()

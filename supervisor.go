@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -25,8 +26,8 @@ const (
 // absolute Unix socket path on the server.
 type LocalForward struct {
 	// Listener belongs to the caller, who closes it after Run returns; it
-	// stays open across reconnects, so connections made while the
-	// Supervisor redials wait in its backlog. It must support SetDeadline
+	// stays open across reconnects, and connections made while the
+	// Supervisor redials are closed at once. It must support SetDeadline
 	// (*net.TCPListener and *net.UnixListener do): Run uses a deadline to
 	// interrupt Accept, and closes listeners without one.
 	Listener   net.Listener
@@ -70,11 +71,42 @@ type DynamicForward struct {
 	MaxConns int
 }
 
+// State is where a Supervisor's connection stands, as its StateCallback
+// is told.
+type State int
+
+// The states of a Supervisor's connection.
+const (
+	// StateConnecting: a dial is about to be attempted, the first or
+	// again after a loss or a failed attempt.
+	StateConnecting State = iota + 1
+	// StateConnected: a Session is up and its forwards are being set up.
+	StateConnected
+	// StateLost: the connection ended; a redial follows after a backoff.
+	StateLost
+)
+
+// String returns the state's name: "connecting", "connected", "lost".
+func (st State) String() string {
+	switch st {
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateLost:
+		return "lost"
+	}
+	return "State(" + strconv.Itoa(int(st)) + ")"
+}
+
 // Supervisor keeps a set of forwards up over an SSH connection that it
 // redials whenever it is lost, as autossh does for ssh -N: it dials, starts
 // every forward and a keepalive, waits until the connection dies, then
-// redials after a backoff and sets every forward up again. The zero value of
-// every field but Dial is usable. Fields must not change while Run runs.
+// redials after a backoff and sets every forward up again. While it redials
+// after a loss, connections to the local forwards' listeners are accepted
+// and closed at once, so that clients fail promptly instead of waiting in
+// the backlog. The zero value of every field but Dial is usable. Fields must not
+// change while Run runs.
 type Supervisor struct {
 	// Dial connects a new Session, for the first connection and every
 	// reconnect; ctx bounds one attempt (DialTimeout). It may reach the
@@ -104,6 +136,11 @@ type Supervisor struct {
 	// DialTimeout bounds each call of Dial; zero means 30 s.
 	DialTimeout time.Duration
 
+	// ConnectionAttempts is how many times Run tries the first connection
+	// before it gives up, with backoff in between, as OpenSSH's option of
+	// that name; 0 means 1. Reconnects are tried until ctx ends.
+	ConnectionAttempts int
+
 	// ExitOnForwardFailure makes Run return an error when a forward cannot
 	// be set up, on any connection, as OpenSSH's option of that name does:
 	// a remote forward the server refuses, or a listener that fails.
@@ -116,9 +153,30 @@ type Supervisor struct {
 	// port may differ on every connection.
 	AllocatedPortCallback func(f RemoteForward, port int)
 
+	// StateCallback, if not nil, is told of every change of the
+	// connection: StateConnecting before each dial, with the error of the
+	// attempt before (nil for the first); StateConnected once a Session is
+	// up; StateLost when it ended, with why (a keepalive timeout, the
+	// server's end of the connection). It is called from Run's goroutine,
+	// so it must return promptly; Session may be called from it.
+	StateCallback func(state State, err error)
+
 	// Logf, if not nil, receives a line for each connection lost, redial
 	// and forward failure. nil keeps Run silent.
 	Logf func(format string, args ...any)
+
+	mu   sync.Mutex // guards live
+	live *Session   // the Session being served; nil while not connected
+}
+
+// Session returns the Session Run is serving, or nil while Run is not
+// connected: for a status display, or to open channels of one's own (a
+// DialContext that follows reconnects calls Session each time). The Session
+// may end at any moment; Run closes it, so the caller must not.
+func (sv *Supervisor) Session() *Session {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	return sv.live
 }
 
 // Run dials, keeps every forward up and redials when the connection is lost,
@@ -135,17 +193,26 @@ func (sv *Supervisor) Run(ctx context.Context) error {
 	if err := sv.check(); err != nil {
 		return err
 	}
-	s, err := sv.dial(ctx)
+	s, err := sv.dialFirst(ctx)
 	if err != nil {
 		return err
 	}
+	// Connections made before the first Session wait for it in the
+	// backlog, as they would for ssh; after a loss nobody knows how long
+	// the wait would be, so they are refused until the next Session.
+	refusing := &refusal{}
+	defer func() { refusing.stop() }()
 	for {
-		if err := sv.serve(ctx, s); err != nil {
+		refusing.stop()
+		lost, err := sv.serve(ctx, s)
+		refusing = sv.refuseLocal()
+		if err != nil {
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		sv.state(StateLost, lost)
 		for attempt := 0; ; attempt++ {
 			wait := sv.backoff(attempt)
 			if attempt == 0 {
@@ -154,6 +221,7 @@ func (sv *Supervisor) Run(ctx context.Context) error {
 			if !sleep(ctx, wait) {
 				return ctx.Err()
 			}
+			sv.state(StateConnecting, err)
 			if s, err = sv.dial(ctx); err == nil {
 				sv.logf("reconnected")
 				break
@@ -164,6 +232,78 @@ func (sv *Supervisor) Run(ctx context.Context) error {
 			sv.logf("reconnect failed: %v; retrying in %s", err, seconds(sv.backoff(attempt+1)))
 		}
 	}
+}
+
+// dialFirst makes the first connection, trying ConnectionAttempts times.
+func (sv *Supervisor) dialFirst(ctx context.Context) (*Session, error) {
+	attempts := max(sv.ConnectionAttempts, 1)
+	var err error
+	for attempt := 0; ; attempt++ {
+		sv.state(StateConnecting, err)
+		var s *Session
+		if s, err = sv.dial(ctx); err == nil || attempt+1 == attempts || ctx.Err() != nil {
+			return s, err
+		}
+		wait := sv.backoff(attempt)
+		sv.logf("connection attempt %d of %d failed: %v; retrying in %s", attempt+1, attempts, err, seconds(wait))
+		if !sleep(ctx, wait) {
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (sv *Supervisor) state(st State, err error) {
+	if sv.StateCallback != nil {
+		sv.StateCallback(st, err)
+	}
+}
+
+// refusal is the accepting and closing of connections to the local
+// listeners while there is no Session to forward them through.
+type refusal struct {
+	lns []net.Listener
+	wg  sync.WaitGroup
+}
+
+// refuseLocal starts accepting on every local listener and closing what
+// it accepts, until stop.
+func (sv *Supervisor) refuseLocal() *refusal {
+	r := &refusal{}
+	for _, f := range sv.LocalForwards {
+		r.lns = append(r.lns, f.Listener)
+	}
+	for _, f := range sv.DynamicForwards {
+		r.lns = append(r.lns, f.Listener)
+	}
+	for _, ln := range r.lns {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	return r
+}
+
+// stop ends the refusing and leaves the listeners ready to accept again.
+// Calling it again does nothing.
+func (r *refusal) stop() {
+	for _, ln := range r.lns {
+		interruptAccept(ln)
+	}
+	r.wg.Wait()
+	for _, ln := range r.lns {
+		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+			d.SetDeadline(time.Time{})
+		}
+	}
+	r.lns = nil
 }
 
 // check reports configuration errors that no reconnect can fix.
@@ -227,9 +367,19 @@ func (sv *Supervisor) dial(ctx context.Context) (*Session, error) {
 }
 
 // serve runs the keepalive and every forward on s until s ends or ctx does,
-// then closes s and waits for all of them. It returns an error only when Run
-// must stop: ExitOnForwardFailure and a forward failed.
-func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
+// then closes s and waits for all of them. It returns why the connection
+// was lost, and an error only when Run must stop: ExitOnForwardFailure and a
+// forward failed.
+func (sv *Supervisor) serve(ctx context.Context, s *Session) (lost, err error) {
+	sv.mu.Lock()
+	sv.live = s
+	sv.mu.Unlock()
+	defer func() {
+		sv.mu.Lock()
+		sv.live = nil
+		sv.mu.Unlock()
+	}()
+	sv.state(StateConnected, nil)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// failed has room for one error per goroutine that can send one, so
@@ -253,6 +403,9 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 		}
 	}
 
+	// timedOut has room for the keepalive's only error, read once serve's
+	// goroutines are done.
+	timedOut := make(chan error, 1)
 	if sv.KeepAliveInterval >= 0 {
 		run(func() {
 			interval := sv.KeepAliveInterval
@@ -261,6 +414,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 			}
 			if err := s.KeepAlive(ctx, interval, sv.KeepAliveCountMax); errors.Is(err, ErrKeepAliveTimeout) {
 				sv.logf("%v", err)
+				timedOut <- err
 			}
 		})
 	}
@@ -282,7 +436,6 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 		})
 	}
 
-	var err error
 	select {
 	case <-s.done:
 	case <-ctx.Done():
@@ -291,6 +444,20 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) error {
 	cancel()
 	s.Close()
 	wg.Wait()
+	select {
+	case lost = <-timedOut:
+	default:
+		lost = fmt.Errorf("sshfwd: connection ended: %w", connEnd(s.Wait()))
+	}
+	return lost, err
+}
+
+// connEnd names why a connection ended, for StateLost: x/crypto's Wait
+// gives io.EOF when the server closed it.
+func connEnd(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return errors.New("closed by the server")
+	}
 	return err
 }
 

@@ -169,6 +169,138 @@ func TestSupervisorReconnectsToOpenSSH(t *testing.T) {
 	}
 }
 
+// stateLog records a Supervisor's state changes for the test to look at.
+type stateLog struct {
+	mu     sync.Mutex // guards states and errs
+	states []sshfwd.State
+	errs   []error
+}
+
+func (l *stateLog) callback(st sshfwd.State, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.states = append(l.states, st)
+	l.errs = append(l.errs, err)
+}
+
+// last returns the latest state and its error.
+func (l *stateLog) last() (sshfwd.State, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.states) == 0 {
+		return 0, nil
+	}
+	return l.states[len(l.states)-1], l.errs[len(l.errs)-1]
+}
+
+// waitFor waits until the latest state is st and returns its error.
+func (l *stateLog) waitFor(t *testing.T, st sshfwd.State) error {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		got, _ := l.last()
+		return got == st
+	}, testTimeout, 5*time.Millisecond, "no %s", st)
+	_, err := l.last()
+	return err
+}
+
+// refusedPromptly checks that a connection to addr is accepted and closed
+// at once, without data, rather than left waiting.
+func refusedPromptly(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(2*time.Second)))
+	start := time.Now()
+	n, err := c.Read(make([]byte, 1))
+	assert.Zero(t, n)
+	assert.False(t, isTimeout(err), "the connection waited: %v", err)
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestSupervisorStatesAndOutage(t *testing.T) {
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	target := tcpServer(t, hashAfterEOF)
+	local := localListener(t)
+	states := &stateLog{}
+	sv := fastRetries(&sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", d.Addr, d.ClientConfig())
+		},
+		LocalForwards: []sshfwd.LocalForward{{Listener: local, RemoteAddr: target.String()}},
+		StateCallback: states.callback,
+	})
+	assert.Nil(t, sv.Session(), "not running yet")
+	runSupervisor(t, sv)
+
+	assert.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	s := sv.Session()
+	require.NotNil(t, s, "the live Session")
+	ch, err := s.OpenForward(testContext(t), "127.0.0.1", target.Port, "127.0.0.1", 0)
+	require.NoError(t, err)
+	hashRoundTrip(t, ch, []byte("own channel"))
+	ch.Close()
+	eventuallyRoundTrip(t, local.Addr().String(), []byte("forwarded"))
+
+	d.Stop()
+	lost := states.waitFor(t, sshfwd.StateLost)
+	require.Error(t, lost)
+	assert.True(t, strings.HasPrefix(lost.Error(), "sshfwd: "), lost.Error())
+	require.Eventually(t, func() bool { return sv.Session() == nil }, testTimeout, 5*time.Millisecond)
+	require.Eventually(t, func() bool {
+		st, err := states.last()
+		return st == sshfwd.StateConnecting && err != nil
+	}, testTimeout, 5*time.Millisecond, "redials report the failed attempt before")
+	refusedPromptly(t, local.Addr().String())
+
+	d.Restart(t)
+	assert.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	eventuallyRoundTrip(t, local.Addr().String(), []byte("after"))
+	assert.NotNil(t, sv.Session())
+	states.mu.Lock()
+	assert.Equal(t, []sshfwd.State{sshfwd.StateConnecting, sshfwd.StateConnected, sshfwd.StateLost, sshfwd.StateConnecting},
+		states.states[:4])
+	states.mu.Unlock()
+}
+
+func TestSupervisorConnectionAttempts(t *testing.T) {
+	srv := newServer(t, nil)
+	var dials atomic.Int32
+	failFirst := func(n int32) func(context.Context) (*sshfwd.Session, error) {
+		dials.Store(0)
+		return func(ctx context.Context) (*sshfwd.Session, error) {
+			if dials.Add(1) <= n {
+				return nil, fmt.Errorf("attempt %d refused", dials.Load())
+			}
+			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+		}
+	}
+
+	states := &stateLog{}
+	sv := fastRetries(&sshfwd.Supervisor{Dial: failFirst(2), ConnectionAttempts: 3, StateCallback: states.callback})
+	runSupervisor(t, sv)
+	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	states.mu.Lock()
+	assert.Equal(t, []sshfwd.State{sshfwd.StateConnecting, sshfwd.StateConnecting, sshfwd.StateConnecting, sshfwd.StateConnected}, states.states)
+	assert.Nil(t, states.errs[0])
+	assert.EqualError(t, states.errs[1], "attempt 1 refused")
+	assert.EqualError(t, states.errs[2], "attempt 2 refused")
+	states.mu.Unlock()
+
+	sv = fastRetries(&sshfwd.Supervisor{Dial: failFirst(2), ConnectionAttempts: 2})
+	assert.EqualError(t, sv.Run(testContext(t)), "attempt 2 refused", "gives up after ConnectionAttempts")
+	assert.Equal(t, int32(2), dials.Load())
+}
+
+func TestStateString(t *testing.T) {
+	assert.Equal(t, "connecting", sshfwd.StateConnecting.String())
+	assert.Equal(t, "connected", sshfwd.StateConnected.String())
+	assert.Equal(t, "lost", sshfwd.StateLost.String())
+	assert.Equal(t, "State(9)", sshfwd.State(9).String())
+}
+
 func TestSupervisorKeepAliveNoticesSilentServer(t *testing.T) {
 	srv := newServer(t, nil)
 	proxy := newFreezer(t, srv.Addr())

@@ -346,15 +346,5 @@ func (s *Session) DialSSH(ctx context.Context, addr string, config *ssh.ClientCo
 	if err != nil {
 		return nil, wrapf(err, "DialSSH %s", addr)
 	}
-	client, err := handshake(ctx, conn, addr, config)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	inner, err := New(client)
-	if err != nil {
-		client.Close()
-		return nil, err
-	}
-	return inner, nil
+	return NewClientConn(ctx, conn, addr, config)
 }

@@ -6,10 +6,13 @@
 //	sshfwd -L 8080:intranet:80 -R 0:localhost:22 -D 1080 user@gateway
 //	sshfwd -J bastion -o ServerAliveInterval=15 -L /tmp/db.sock:db:5432 db-host
 //
-// Keys come from -i files, else ~/.ssh/id_ed25519, id_ecdsa and id_rsa,
-// and from ssh-agent (SSH_AUTH_SOCK). Host keys are checked against
-// ~/.ssh/known_hosts (UserKnownHostsFile) and unknown hosts are refused
-// unless StrictHostKeyChecking is accept-new or no.
+// It connects as ssh does (package sshconfig): ~/.ssh/config and the
+// system's ssh_config (or -F), host aliases, known_hosts with certificates,
+// the agent, identity files with their certificates, ProxyJump and
+// ProxyCommand, and a running ControlMaster at ControlPath (-S). Passphrases,
+// passwords and unknown host keys are asked about on the terminal, unless
+// BatchMode is set. Keepalives go every 30 s unless ServerAliveInterval
+// gives another interval.
 package main
 
 import (
@@ -20,21 +23,22 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"os/user"
 	"strconv"
 	"sync"
 	"syscall"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/internal/sshconfig"
+	"github.com/sshfwd/sshfwd/sshconfig"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	var base sshconfig.Options
+	closeTTY := terminalPrompts(&base)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, base)
+	closeTTY()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(255)
 	}
@@ -42,7 +46,9 @@ func main() {
 
 // run forwards until ctx ends, which is a clean exit, or a fatal error.
 // Messages go to stderr, as ssh writes them; stdout gets the usage for -h.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// base holds what the command line does not set: where the files are, and
+// the prompts.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, base sshconfig.Options) error {
 	opts, err := parseArgs(args)
 	if errors.Is(err, errHelp) {
 		fmt.Fprintln(stdout, usage)
@@ -54,16 +60,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := &logger{w: stderr}
 
-	d, err := newDialer(opts, log.Logf)
+	so := base
+	so.ConfigFile, so.ControlPath = opts.configFile, opts.controlPath
+	so.Overrides, so.IdentityFiles = opts.overrides, opts.identityFiles
+	so.Logf = log.Logf
+	cfg, err := sshconfig.Resolve(opts.destination, &so)
 	if err != nil {
 		return err
 	}
+	if err := addConfigForwards(opts, cfg); err != nil {
+		return err
+	}
+
+	var connected sync.Once
 	sv := &sshfwd.Supervisor{
-		Dial:                 d.dial,
-		KeepAliveInterval:    opts.aliveInterval,
-		KeepAliveCountMax:    opts.aliveCountMax,
-		ExitOnForwardFailure: opts.exitOnForwardFailure,
+		Dial:                 cfg.Dial,
+		KeepAliveInterval:    cfg.ServerAliveInterval,
+		KeepAliveCountMax:    cfg.ServerAliveCountMax,
+		ExitOnForwardFailure: cfg.ExitOnForwardFailure,
 		Logf:                 log.Logf,
+		StateCallback: func(st sshfwd.State, _ error) {
+			if st == sshfwd.StateConnected {
+				connected.Do(func() {
+					log.Logf("Connected to %s@%s; forwarding until interrupted, reconnecting whenever the connection is lost.",
+						cfg.User, net.JoinHostPort(cfg.HostName, strconv.Itoa(cfg.Port)))
+				})
+			}
+		},
 		AllocatedPortCallback: func(f sshfwd.RemoteForward, port int) {
 			to := f.LocalAddr
 			if to == "" {
@@ -72,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			log.Logf("Allocated port %d for remote forward to %s", port, to)
 		},
 	}
-	listeners, err := listenLocal(opts, sv, log.Logf)
+	listeners, err := listenLocal(opts, cfg.ExitOnForwardFailure, sv, log.Logf)
 	defer func() {
 		for _, ln := range listeners {
 			ln.Close()
@@ -90,28 +113,54 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	err = sv.Run(ctx)
-	d.wait()
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return nil
 	}
+	// OpenSSH's explanation of a refused host key stands alone, as ssh
+	// prints it.
 	var hke *sshconfig.HostKeyError
 	if errors.As(err, &hke) {
-		return hke
+		return fmt.Errorf("sshfwd: %w", hke)
 	}
 	return err
+}
+
+// addConfigForwards adds the forwards of the configuration files
+// (LocalForward, RemoteForward, DynamicForward) after the command line's,
+// as ssh does.
+func addConfigForwards(opts *options, cfg *sshconfig.Config) error {
+	for _, fs := range []struct {
+		kind  byte
+		name  string
+		specs []string
+		dst   *[]forward
+	}{
+		{'L', "LocalForward", cfg.LocalForwards, &opts.local},
+		{'R', "RemoteForward", cfg.RemoteForwards, &opts.remote},
+		{'D', "DynamicForward", cfg.DynamicForwards, &opts.dynamic},
+	} {
+		for _, spec := range fs.specs {
+			f, err := parseForward(fs.kind, spec)
+			if err != nil {
+				return fmt.Errorf("sshfwd: %s %s: %w", fs.name, spec, err)
+			}
+			*fs.dst = append(*fs.dst, f)
+		}
+	}
+	return nil
 }
 
 // listenLocal opens the listeners of -L and -D and adds their forwards to
 // sv. A forward that cannot listen is skipped with a warning, as ssh does,
 // or is an error with ExitOnForwardFailure. It returns every listener it
 // opened, for the caller to close.
-func listenLocal(opts *options, sv *sshfwd.Supervisor, logf func(string, ...any)) ([]net.Listener, error) {
+func listenLocal(opts *options, exitOnFailure bool, sv *sshfwd.Supervisor, logf func(string, ...any)) ([]net.Listener, error) {
 	var all []net.Listener
 	for _, f := range append(append([]forward(nil), opts.local...), opts.dynamic...) {
 		lns, err := listen(f.Listen)
 		all = append(all, lns...)
 		if err != nil {
-			if opts.exitOnForwardFailure {
+			if exitOnFailure {
 				return all, fmt.Errorf("sshfwd: could not request local forwarding on %s: %w", f.Listen, err)
 			}
 			logf("Warning: could not request local forwarding on %s: %v", f.Listen, err)
@@ -169,125 +218,3 @@ func (l *logger) Logf(format string, args ...any) {
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.w, format+"\n", args...)
 }
-
-// dialer connects to the destination, through the -J hosts if any.
-type dialer struct {
-	hops     []sshconfig.Target // the -J hosts, then the destination
-	hostKeys *sshconfig.HostKeys
-	signers  []ssh.Signer // from identity files
-	logf     func(string, ...any)
-
-	mu        sync.Mutex // guards connected
-	connected bool       // a first connection was made
-
-	jumps sync.WaitGroup // goroutines that close jump sessions
-}
-
-// newDialer gathers what every connection needs.
-func newDialer(opts *options, logf func(string, ...any)) (*dialer, error) {
-	u := opts.user
-	if u == "" {
-		cur, err := user.Current()
-		if err != nil {
-			return nil, fmt.Errorf("sshfwd: no user given and %w", err)
-		}
-		u = cur.Username
-	}
-	port := opts.port
-	if port == 0 {
-		port = 22
-	}
-	known := opts.knownHosts
-	if known == "" {
-		known = sshconfig.DefaultKnownHosts()
-	}
-	files := opts.identityFiles
-	if len(files) == 0 {
-		files = sshconfig.DefaultIdentityFiles()
-	}
-	return &dialer{
-		hops:     append(append([]sshconfig.Target(nil), opts.jumps...), sshconfig.Target{User: u, Addr: net.JoinHostPort(opts.host, strconv.Itoa(port))}),
-		hostKeys: &sshconfig.HostKeys{File: known, Strict: opts.strict, Warnf: logf},
-		signers:  sshconfig.LoadSigners(files, logf),
-		logf:     logf,
-	}, nil
-}
-
-// dial connects to every hop in turn, each through the one before, and
-// returns the Session to the last. When it reached it through jump hosts,
-// a goroutine closes their Sessions once that one ends.
-func (d *dialer) dial(ctx context.Context) (*sshfwd.Session, error) {
-	var s *sshfwd.Session
-	var outer []*sshfwd.Session
-	closeAll := func() {
-		for i := len(outer) - 1; i >= 0; i-- {
-			outer[i].Close()
-		}
-	}
-	for _, hop := range d.hops {
-		next, err := d.dialHop(ctx, s, hop)
-		if err != nil {
-			if s != nil {
-				outer = append(outer, s)
-			}
-			closeAll()
-			return nil, err
-		}
-		if s != nil {
-			outer = append(outer, s)
-		}
-		s = next
-	}
-	if len(outer) > 0 {
-		d.jumps.Add(1)
-		go func() {
-			defer d.jumps.Done()
-			<-s.Done()
-			closeAll()
-		}()
-	}
-	d.mu.Lock()
-	if !d.connected {
-		d.connected = true
-		last := d.hops[len(d.hops)-1]
-		d.logf("Connected to %s@%s; forwarding until interrupted, reconnecting whenever the connection is lost.", last.User, last.Addr)
-	}
-	d.mu.Unlock()
-	return s, nil
-}
-
-// dialHop connects to hop, through via unless it is nil.
-func (d *dialer) dialHop(ctx context.Context, via *sshfwd.Session, hop sshconfig.Target) (*sshfwd.Session, error) {
-	signers := d.signers
-	agentSigners, agentConn, err := sshconfig.Agent()
-	if err != nil {
-		d.logf("Warning: %v", err)
-	}
-	if agentConn != nil {
-		defer agentConn.Close()
-		signers = append(append([]ssh.Signer(nil), signers...), agentSigners...)
-	}
-	if len(signers) == 0 {
-		return nil, errors.New("sshfwd: no keys to log in with: give -i FILE, or load keys into ssh-agent")
-	}
-	cfg := &ssh.ClientConfig{
-		User:              hop.User,
-		Auth:              []ssh.AuthMethod{ssh.PublicKeys(signers...)},
-		HostKeyCallback:   d.hostKeys.Check,
-		HostKeyAlgorithms: d.hostKeys.Algorithms(hop.Addr),
-	}
-	var s *sshfwd.Session
-	if via == nil {
-		s, err = sshfwd.Dial(ctx, "tcp", hop.Addr, cfg)
-	} else {
-		s, err = via.DialSSH(ctx, hop.Addr, cfg)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sshfwd: %s@%s: %w", hop.User, hop.Addr, err)
-	}
-	return s, nil
-}
-
-// wait waits for the goroutines that close jump sessions; call it once Run
-// has returned, and every Session has ended.
-func (d *dialer) wait() { d.jumps.Wait() }

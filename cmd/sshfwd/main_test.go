@@ -29,6 +29,7 @@ import (
 
 	"github.com/sshfwd/sshfwd/internal/peers"
 	"github.com/sshfwd/sshfwd/internal/testnet"
+	"github.com/sshfwd/sshfwd/sshconfig"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -55,10 +56,17 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// isolate keeps the user's keys, agent and known_hosts out of the test.
+// isolate keeps the user's keys, agent, ssh_config and known_hosts out of
+// the test.
 func isolate(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
 	t.Setenv("SSH_AUTH_SOCK", "")
+}
+
+// testBase is the sshconfig.Options run starts from in the tests: the
+// system's files in an empty directory, and no prompts.
+func testBase(t *testing.T) sshconfig.Options {
+	return sshconfig.Options{SystemDir: t.TempDir()}
 }
 
 // start runs the command until the test ends, and checks then that it
@@ -68,7 +76,8 @@ func start(t *testing.T, args ...string) (stderr *syncBuffer, done <-chan error)
 	ctx, cancel := context.WithCancel(context.Background())
 	stderr = &syncBuffer{}
 	ch := make(chan error, 1)
-	go func() { ch <- run(ctx, args, io.Discard, stderr) }()
+	base := testBase(t)
+	go func() { ch <- run(ctx, args, io.Discard, stderr, base) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -88,7 +97,7 @@ func runToEnd(t *testing.T, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	var stderr syncBuffer
-	err := run(ctx, args, io.Discard, &stderr)
+	err := run(ctx, args, io.Discard, &stderr, testBase(t))
 	require.NoError(t, ctx.Err(), "sshfwd did not give up")
 	return stderr.String(), err
 }
@@ -287,6 +296,46 @@ func TestDynamicForward(t *testing.T) {
 	assert.Equal(t, "hello /through-sshfwd", string(out))
 }
 
+// writeConfig writes an ssh_config file for -F.
+func writeConfig(t *testing.T, content string) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "config")
+	require.NoError(t, os.WriteFile(file, []byte(content), 0o600))
+	return file
+}
+
+// hostBlock is a Host block that reaches d as name.
+func hostBlock(d *peers.SSHD, name string) string {
+	return fmt.Sprintf("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  UserKnownHostsFile %s\n",
+		name, d.Port, d.User, d.KeyFile, d.KnownHosts)
+}
+
+func TestHostAlias(t *testing.T) {
+	isolate(t)
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	target := hashServer(t)
+	local := peers.FreePort(t)
+	stderr, done := start(t, "-F", writeConfig(t, hostBlock(d, "lab")), "-L", fmt.Sprintf("%d:127.0.0.1:%d", local, target), "lab")
+	waitLine(t, stderr, done, `Connected to \S+@`+regexp.QuoteMeta(d.Addr))
+	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(local), []byte("alias"))
+}
+
+func TestControlMaster(t *testing.T) {
+	isolate(t)
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	m := peers.StartControlMaster(t, d)
+	target := hashServer(t)
+	local := peers.FreePort(t)
+	to := fmt.Sprintf("127.0.0.1:%d", target)
+	// No key and no known_hosts: only the master can carry this.
+	stderr, done := start(t, "-F", "none", "-S", m.Socket, "-L", fmt.Sprintf("%d:%s", local, to), "-R", "0:"+to, "127.0.0.1")
+	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(local), []byte("-L through the master"))
+	port := waitLine(t, stderr, done, `Allocated port (\d+) for remote forward to `+regexp.QuoteMeta(to)+"\n")[1]
+	eventuallyRoundTrip(t, "127.0.0.1:"+port, []byte("-R through the master"))
+}
+
 func TestJumpHost(t *testing.T) {
 	isolate(t)
 	peers.Require(t, peers.SSHDBin)
@@ -296,15 +345,15 @@ func TestJumpHost(t *testing.T) {
 	host, port, err := net.SplitHostPort(inner.Addr())
 	require.NoError(t, err)
 	known := filepath.Join(t.TempDir(), "known_hosts")
-	jumpLine, err := os.ReadFile(jump.KnownHosts)
-	require.NoError(t, err)
 	innerLine := knownhosts.Line([]string{knownhosts.Normalize(inner.Addr())}, inner.HostKey())
-	require.NoError(t, os.WriteFile(known, append(jumpLine, innerLine+"\n"...), 0o600))
+	require.NoError(t, os.WriteFile(known, []byte(innerLine+"\n"), 0o600))
 	target := hashServer(t)
 	local := peers.FreePort(t)
 
-	stderr, done := start(t, "-i", jump.KeyFile, "-o", "UserKnownHostsFile="+known, "-p", port,
-		"-J", jump.User+"@"+jump.Addr, "-L", fmt.Sprintf("%d:127.0.0.1:%d", local, target), "someone@"+host)
+	// The jump host is an alias of the file, whose settings apply to it;
+	// the command line's apply to the destination only, as with ssh -J.
+	stderr, done := start(t, "-F", writeConfig(t, hostBlock(jump, "bastion")), "-i", jump.KeyFile, "-o", "UserKnownHostsFile="+known, "-p", port,
+		"-J", "bastion", "-L", fmt.Sprintf("%d:127.0.0.1:%d", local, target), "someone@"+host)
 	waitLine(t, stderr, done, `Connected to someone@`+regexp.QuoteMeta(inner.Addr()))
 	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(local), []byte("jumped"))
 }
@@ -406,9 +455,20 @@ func errAddrInUse(t *testing.T) error {
 
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	require.NoError(t, run(context.Background(), []string{"-h"}, &stdout, &stderr))
+	require.NoError(t, run(context.Background(), []string{"-h"}, &stdout, &stderr, testBase(t)))
 	assert.Contains(t, stdout.String(), "usage: sshfwd")
-	err := run(context.Background(), []string{"-o", "Bogus=1", "host"}, &stdout, &stderr)
-	assert.ErrorContains(t, err, `sshfwd: -o Bogus=1: unsupported option "Bogus"`)
+	err := run(context.Background(), []string{"-x", "host"}, &stdout, &stderr, testBase(t))
+	assert.ErrorContains(t, err, `sshfwd: unknown option -x`)
 	assert.Contains(t, stderr.String(), "usage: sshfwd")
+
+	isolate(t)
+	for _, tc := range []struct{ option, want string }{
+		{"Bogus=1", "sshfwd: command line: Bad configuration option: Bogus"},
+		{"Port=0", `sshfwd: command line: "0": want a number from 1 to 65535`},
+		{"ServerAliveInterval=5x", "bad time unit"},
+		{"LocalForward=8080", "sshfwd: LocalForward 8080: "},
+	} {
+		_, err := runToEnd(t, "-o", tc.option, "host")
+		assert.ErrorContains(t, err, tc.want, tc.option)
+	}
 }

@@ -4,20 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 
-	"github.com/sshfwd/sshfwd/internal/sshconfig"
+	"github.com/sshfwd/sshfwd/sshconfig"
 )
 
 // usage is printed for -h and after a command-line error.
-const usage = `usage: sshfwd [-NT] [-D [bind_address:]port] [-i identity_file] [-J destination]
-              [-L address] [-l login_name] [-o option] [-p port] [-R address]
-              destination
+const usage = `usage: sshfwd [-NT] [-D [bind_address:]port] [-F configfile] [-i identity_file]
+              [-J destination] [-L address] [-l login_name] [-o option] [-p port]
+              [-R address] [-S ctl_path] destination
 
   -L [bind_address:]port:host:hostport   -L [bind_address:]port:remote_socket
   -L local_socket:host:hostport          -L local_socket:remote_socket
@@ -25,48 +22,26 @@ const usage = `usage: sshfwd [-NT] [-D [bind_address:]port] [-i identity_file] [
   -R remote_socket:host:hostport         -R remote_socket:local_socket
   -R [bind_address:]port                 (remote SOCKS proxy)
   -D [bind_address:]port                 (local SOCKS proxy)
-  -o UserKnownHostsFile, StrictHostKeyChecking (yes, accept-new, no),
-     ServerAliveInterval, ServerAliveCountMax, ExitOnForwardFailure,
-     Port, User, IdentityFile
-destination is [user@]host or ssh://[user@]host[:port]. The connection is
-redialed whenever it is lost; -N is implied.`
+  -o any ssh_config option, e.g. StrictHostKeyChecking=accept-new
+destination is [user@]host[:port], ssh://[user@]host[:port] or a Host of
+~/.ssh/config, which is read as ssh reads it (-F replaces it). The
+connection is redialed whenever it is lost; -N is implied.`
 
 // errHelp is returned by parseArgs for -h.
 var errHelp = errors.New("sshfwd: help requested")
 
-// options is what the command line asks for. Like OpenSSH, the first value
-// given for an option is the one used; -i and IdentityFile add up.
+// options is what the command line asks for. The options that ssh_config
+// also has (-o, and -p, -l, -J, -i) are handed to sshconfig, which gives the
+// first value precedence as ssh does.
 type options struct {
-	user          string // "" when not given
-	host          string
-	port          int // 0 when not given
-	identityFiles []string
-	jumps         []sshconfig.Target
+	destination   string
+	configFile    string    // -F; "" for the usual files
+	controlPath   string    // -S
+	overrides     []string  // -o, -p, -l and -J, as ssh_config options
+	identityFiles []string  // -i
 	local         []forward // -L
 	remote        []forward // -R
 	dynamic       []forward // -D
-
-	knownHosts           string // "" when not given
-	strict               sshconfig.StrictHostKeyChecking
-	aliveInterval        time.Duration // 0: not given; negative: off
-	aliveCountMax        int           // 0: not given
-	exitOnForwardFailure bool
-
-	given map[string]bool // lower-case names of the options given so far
-}
-
-// first reports whether the option named key is given for the first time,
-// and notes it.
-func (o *options) first(key string) bool {
-	key = strings.ToLower(key)
-	if o.given[key] {
-		return false
-	}
-	if o.given == nil {
-		o.given = make(map[string]bool)
-	}
-	o.given[key] = true
-	return true
 }
 
 // endpoint is one end of a forward: a TCP host and port, or a Unix socket
@@ -119,7 +94,7 @@ func parseArgs(args []string) (*options, error) {
 				continue
 			case 'h':
 				return nil, errHelp
-			case 'L', 'R', 'D', 'J', 'i', 'p', 'l', 'o':
+			case 'L', 'R', 'D', 'J', 'i', 'p', 'l', 'o', 'F', 'S':
 			default:
 				return nil, fmt.Errorf("sshfwd: unknown option -%c", letter)
 			}
@@ -144,9 +119,10 @@ func parseArgs(args []string) (*options, error) {
 	default:
 		return nil, fmt.Errorf("sshfwd: unexpected %q after the destination: sshfwd runs no remote command", dest[1])
 	}
-	if err := o.setDestination(dest[0]); err != nil {
+	if _, err := sshconfig.ParseDestination(dest[0]); err != nil {
 		return nil, err
 	}
+	o.destination = dest[0]
 	return o, nil
 }
 
@@ -167,20 +143,29 @@ func (o *options) set(letter byte, value string) error {
 			}
 		}
 	case 'J':
-		if o.first("ProxyJump") {
-			o.jumps, err = parseJumps(value)
+		for _, hop := range strings.Split(value, ",") {
+			if _, err := sshconfig.ParseDestination(hop); err != nil {
+				return fmt.Errorf("%w (in -J %s)", err, value)
+			}
 		}
+		o.overrides = append(o.overrides, "ProxyJump="+value)
 	case 'i':
-		err = o.setOption("IdentityFile", value)
+		o.identityFiles = append(o.identityFiles, value)
 	case 'p':
-		err = o.setOption("Port", value)
+		if _, err = parsePort(value, 1); err == nil {
+			o.overrides = append(o.overrides, "Port="+value)
+		}
 	case 'l':
-		err = o.setOption("User", value)
+		o.overrides = append(o.overrides, "User="+value)
 	case 'o':
 		var key, v string
 		if key, v, err = splitOption(value); err == nil {
-			err = o.setOption(key, v)
+			o.overrides = append(o.overrides, key+"="+v)
 		}
+	case 'F':
+		o.configFile = value
+	case 'S':
+		o.controlPath = value
 	}
 	if err != nil {
 		return fmt.Errorf("sshfwd: -%c %s: %w", letter, value, err)
@@ -207,119 +192,10 @@ func splitOption(s string) (key, value string, err error) {
 	if value == "" {
 		return "", "", fmt.Errorf("no value for %s", key)
 	}
-	return key, value, nil
-}
-
-// setOption applies a configuration option, named in any case as OpenSSH
-// allows.
-func (o *options) setOption(key, value string) error {
 	if strings.ContainsRune(value, 0) {
-		return errors.New("NUL byte in value")
+		return "", "", errors.New("NUL byte in value")
 	}
-	name := strings.ToLower(key)
-	if name == "identityfile" {
-		o.identityFiles = append(o.identityFiles, expandHome(value))
-		return nil
-	}
-	first := o.first(name)
-	var err error
-	switch name {
-	case "userknownhostsfile":
-		if first {
-			o.knownHosts = expandHome(value)
-		}
-	case "stricthostkeychecking":
-		var v sshconfig.StrictHostKeyChecking
-		if v, err = sshconfig.ParseStrictHostKeyChecking(value); err == nil && first {
-			o.strict = v
-		}
-	case "serveraliveinterval":
-		var d time.Duration
-		if d, err = parseTime(value); err == nil && first {
-			o.aliveInterval = d
-			if d == 0 {
-				o.aliveInterval = -1
-			}
-		}
-	case "serveralivecountmax":
-		var n int
-		if n, err = strconv.Atoi(value); err == nil && n < 1 {
-			err = errors.New("must be at least 1")
-		}
-		if err == nil && first {
-			o.aliveCountMax = n
-		}
-	case "exitonforwardfailure":
-		var v bool
-		if v, err = parseYesNo(value); err == nil && first {
-			o.exitOnForwardFailure = v
-		}
-	case "port":
-		var p int
-		if p, err = parsePort(value, 1); err == nil && first {
-			o.port = p
-		}
-	case "user":
-		if first {
-			o.user = value
-		}
-	default:
-		return fmt.Errorf("unsupported option %q (supported: UserKnownHostsFile, StrictHostKeyChecking, ServerAliveInterval, ServerAliveCountMax, ExitOnForwardFailure, Port, User, IdentityFile)", key)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", key, err)
-	}
-	return nil
-}
-
-// setDestination parses [user@]host or ssh://[user@]host[:port]; a user
-// or port given there counts only if no option gave one.
-func (o *options) setDestination(dest string) error {
-	rest, uri := strings.CutPrefix(dest, "ssh://")
-	var user, port string
-	host := rest
-	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
-		user, host = rest[:i], rest[i+1:]
-		if user == "" {
-			return fmt.Errorf("sshfwd: empty user in destination %q", dest)
-		}
-	}
-	if h, p, err := net.SplitHostPort(host); uri && err == nil {
-		host, port = h, p
-	} else if len(host) > 2 && host[0] == '[' && host[len(host)-1] == ']' {
-		host = host[1 : len(host)-1]
-	}
-	if err := checkHost(host); err != nil {
-		return fmt.Errorf("sshfwd: destination %q: %w", dest, err)
-	}
-	o.host = host
-	if user != "" && o.first("user") {
-		o.user = user
-	}
-	if port != "" {
-		p, err := parsePort(port, 1)
-		if err != nil {
-			return fmt.Errorf("sshfwd: destination %q: %w", dest, err)
-		}
-		if o.first("port") {
-			o.port = p
-		}
-	}
-	return nil
-}
-
-// parseJumps parses -J's comma-separated [user@]host[:port] list, each also
-// allowed as ssh://[user@]host[:port].
-func parseJumps(s string) ([]sshconfig.Target, error) {
-	var jumps []sshconfig.Target
-	for _, hop := range strings.Split(s, ",") {
-		t, err := sshconfig.ParseTarget(strings.TrimPrefix(hop, "ssh://"))
-		if err != nil {
-			return nil, err
-		}
-		jumps = append(jumps, t)
-	}
-	return jumps, nil
+	return key, value, nil
 }
 
 // field is one colon-separated part of a forward spec.
@@ -478,64 +354,4 @@ func parsePort(s string, min int) (int, error) {
 		return 0, fmt.Errorf("bad port %q", s)
 	}
 	return n, nil
-}
-
-// parseYesNo parses OpenSSH's flag values.
-func parseYesNo(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "yes", "true":
-		return true, nil
-	case "no", "false":
-		return false, nil
-	}
-	return false, fmt.Errorf("%q: want yes or no", s)
-}
-
-// parseTime parses an OpenSSH time value: a number of seconds, or numbers
-// each followed by a unit, s, m, h, d or w in either case ("1m30s").
-func parseTime(s string) (time.Duration, error) {
-	units := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}
-	const limit = 1 << 31 * time.Second // OpenSSH's times are ints of seconds
-	if s == "" {
-		return 0, errors.New("empty time")
-	}
-	var total time.Duration
-	for rest := s; rest != ""; {
-		i := 0
-		for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-			i++
-		}
-		if i == 0 || i > 10 {
-			return 0, fmt.Errorf("bad time %q", s)
-		}
-		n, _ := strconv.Atoi(rest[:i])
-		unit, rest2 := time.Second, rest[i:]
-		if rest2 != "" {
-			u, ok := units[rest2[0]|0x20]
-			if !ok {
-				return 0, fmt.Errorf("bad time unit in %q", s)
-			}
-			unit, rest2 = u, rest2[1:]
-		}
-		if time.Duration(n) >= limit/unit {
-			return 0, fmt.Errorf("time %q too large", s)
-		}
-		total += time.Duration(n) * unit
-		if total >= limit {
-			return 0, fmt.Errorf("time %q too large", s)
-		}
-		rest = rest2
-	}
-	return total, nil
-}
-
-// expandHome replaces a leading ~/ with the home directory, as OpenSSH does
-// for file options.
-func expandHome(p string) string {
-	if rest, ok := strings.CutPrefix(p, "~/"); ok {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, rest)
-		}
-	}
-	return p
 }

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/internal/sshconfig"
+	"github.com/sshfwd/sshfwd/sshconfig"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -35,9 +35,10 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("googlefetch", flag.ContinueOnError)
-	server := fs.String("ssh", "", "SSH server as [user@]host[:port]; empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh")
-	known := fs.String("known-hosts", sshconfig.DefaultKnownHosts(), "known_hosts file that must list the server's host key")
+	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
+	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
+	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
+	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
 	target := fs.String("target", "www.google.com:80", "host:port the server connects to (with -ssh)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -58,7 +59,12 @@ func run(args []string, out io.Writer) error {
 		}
 		defer stop()
 	} else {
-		s, err = sshconfig.Dial(ctx, *server, *key, *known)
+		opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
+			"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
+		if *key != "" {
+			opts.IdentityFiles = []string{*key}
+		}
+		s, err = sshconfig.Dial(ctx, *server, opts)
 		if err != nil {
 			return err
 		}

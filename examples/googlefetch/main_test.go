@@ -26,6 +26,6 @@ func TestOffline(t *testing.T) {
 func TestBadFlags(t *testing.T) {
 	var out bytes.Buffer
 	assert.Error(t, run([]string{"-ssh", "me@host:0"}, &out))
-	assert.Error(t, run([]string{"-ssh", "me@127.0.0.1:1", "-i", "/nonexistent"}, &out))
+	assert.ErrorContains(t, run([]string{"-F", "none", "-ssh", "me@127.0.0.1:1", "-i", "/nonexistent"}, &out), "refused")
 	assert.Error(t, run([]string{"-nosuchflag"}, &out))
 }

@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/internal/sshconfig"
+	"github.com/sshfwd/sshfwd/sshconfig"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -59,9 +59,10 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("webserver", flag.ContinueOnError)
-	server := fs.String("ssh", "", "SSH server as [user@]host[:port]; empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh")
-	known := fs.String("known-hosts", sshconfig.DefaultKnownHosts(), "known_hosts file that must list the server's host key")
+	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
+	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
+	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
+	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
 	port := fs.Int("port", -1, "port the server listens on (default 8080 with -ssh, any free port offline)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,7 +76,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *port < 0 {
 		*port = 8080
 	}
-	s, err := sshconfig.Dial(ctx, *server, *key, *known)
+	opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
+		"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
+	if *key != "" {
+		opts.IdentityFiles = []string{*key}
+	}
+	s, err := sshconfig.Dial(ctx, *server, opts)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ import (
 	"os/signal"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/internal/sshconfig"
+	"github.com/sshfwd/sshfwd/sshconfig"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -56,9 +56,10 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("x11", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("ssh", "", "SSH server as [user@]host[:port]; empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh")
-	known := fs.String("known-hosts", sshconfig.DefaultKnownHosts(), "known_hosts file that must list the server's host key")
+	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
+	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
+	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
+	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
 	command := fs.String("cmd", "xdpyinfo", "X client to run on the server, a shell command")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -81,7 +82,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "# no -ssh given: started an embedded SSH server on %s\n", srv.Addr())
 		s, err = sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
 	} else {
-		s, err = sshconfig.Dial(ctx, *server, *key, *known)
+		opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
+			"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
+		if *key != "" {
+			opts.IdentityFiles = []string{*key}
+		}
+		s, err = sshconfig.Dial(ctx, *server, opts)
 	}
 	if err != nil {
 		return err

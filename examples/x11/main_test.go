@@ -46,8 +46,9 @@ func TestEmbeddedServer(t *testing.T) {
 func TestOpenSSHServer(t *testing.T) {
 	useXvfb(t)
 	d := peers.StartSSHD(t, peers.SSHDOptions{})
+	t.Setenv("SSH_AUTH_SOCK", "")
 	var stdout, stderr bytes.Buffer
-	err := run(testContext(t), []string{"-ssh", d.User + "@" + d.Addr, "-i", d.KeyFile, "-known-hosts", d.KnownHosts}, &stdout, &stderr)
+	err := run(testContext(t), []string{"-F", "none", "-ssh", d.User + "@" + d.Addr, "-i", d.KeyFile, "-known-hosts", d.KnownHosts}, &stdout, &stderr)
 	require.NoError(t, err, "stderr:\n%s", &stderr)
 	assert.Contains(t, stdout.String(), "dimensions:    1280x1024 pixels")
 }
@@ -78,5 +79,5 @@ func TestBadArguments(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Error(t, run(testContext(t), []string{"-nosuchflag"}, &stdout, &stderr))
 	assert.ErrorContains(t, run(testContext(t), []string{"xdpyinfo"}, &stdout, &stderr), "-cmd")
-	assert.ErrorContains(t, run(testContext(t), []string{"-ssh", "me@127.0.0.1:1"}, &stdout, &stderr), "-i")
+	assert.ErrorContains(t, run(testContext(t), []string{"-F", "none", "-ssh", "me@127.0.0.1:1"}, &stdout, &stderr), "refused")
 }

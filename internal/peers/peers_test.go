@@ -291,3 +291,23 @@ func TestFreePort(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
 }
+
+func TestDropbear(t *testing.T) {
+	d := StartDropbear(t, "ed25519")
+	require.NoError(t, probeSSH(d.Addr))
+	assert.Contains(t, d.ReadLog(), "Not backgrounding")
+	d.Stop()
+	_, err := net.Dial("tcp", d.Addr)
+	assert.Error(t, err, "stopped")
+}
+
+func TestControlMaster(t *testing.T) {
+	s := StartSSHD(t, SSHDOptions{})
+	m := StartControlMaster(t, s)
+	require.NoError(t, m.Check())
+	assert.True(t, m.Running())
+	m.Stop()
+	assert.False(t, m.Running())
+	assert.Error(t, m.Check(), "the socket goes with the master")
+	assert.NoFileExists(t, m.Socket)
+}
