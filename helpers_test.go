@@ -70,6 +70,7 @@ var (
 	roundTrip    = testnet.RoundTrip
 	randomBytes  = testnet.RandomBytes
 	tcpPair      = testnet.TCPPair
+	runForward   = testnet.Background
 )
 
 // hashRoundTrip writes data to c, sends EOF, and checks that the answer is

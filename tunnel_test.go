@@ -19,24 +19,6 @@ import (
 	"github.com/sshfwd/sshfwd"
 )
 
-// runForward runs f in a goroutine until the test ends, and checks that it
-// stopped because its context ended.
-func runForward(t *testing.T, f func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.ErrorIs(t, err, context.Canceled)
-		case <-time.After(testTimeout):
-			t.Error("the forward did not stop when its context ended")
-		}
-	})
-}
-
 func localListener(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -25,24 +25,6 @@ import (
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
-// serveBackground runs f in a goroutine until the test ends, cancelling
-// its context then and waiting for it.
-func serveBackground(t testing.TB, f func(ctx context.Context) error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- f(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.ErrorIs(t, err, context.Canceled)
-		case <-time.After(testTimeout):
-			t.Error("did not stop")
-		}
-	})
-}
-
 func TestOpenSSHControlMaster(t *testing.T) {
 	d := peers.StartSSHD(t, peers.SSHDOptions{})
 	m := peers.StartControlMaster(t, d)
@@ -66,7 +48,7 @@ func TestOpenSSHControlMaster(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		t.Cleanup(func() { ln.Close() })
-		serveBackground(t, func(ctx context.Context) error { return s.ForwardLocal(ctx, ln, target.String()) })
+		testnet.Background(t, func(ctx context.Context) error { return s.ForwardLocal(ctx, ln, target.String()) })
 		c, err := net.Dial("tcp", ln.Addr().String())
 		require.NoError(t, err)
 		defer c.Close()
@@ -76,7 +58,7 @@ func TestOpenSSHControlMaster(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
 		t.Cleanup(func() { ln.Close() })
-		serveBackground(t, func(ctx context.Context) error { return s.ServeSOCKS(ctx, ln) })
+		testnet.Background(t, func(ctx context.Context) error { return s.ServeSOCKS(ctx, ln) })
 		socks, err := proxy.SOCKS5("tcp", ln.Addr().String(), nil, proxy.Direct)
 		require.NoError(t, err)
 		c, err := socks.Dial("tcp", target.String())
@@ -162,23 +144,7 @@ func TestOpenSSHControlMaster(t *testing.T) {
 // what it read, until ln closes.
 func serveChannels(t testing.TB, ln net.Listener) {
 	t.Helper()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			testnet.HashAfterEOF(c)
-			c.Close()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
+	testnet.Serve(t, ln, testnet.HashAfterEOF)
 }
 
 func TestOpenSSHControlMasterRemoteForwardRefused(t *testing.T) {

@@ -5,6 +5,7 @@
 package testnet
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
@@ -51,6 +52,26 @@ func Serve(t testing.TB, ln net.Listener, handle func(net.Conn)) {
 	t.Cleanup(func() {
 		ln.Close()
 		wg.Wait()
+	})
+}
+
+// Background runs f in a goroutine until the test ends, then cancels its
+// context and checks that f returns, because of that, within Timeout.
+func Background(t testing.TB, f func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("stopped with %v, not because its context ended", err)
+			}
+		case <-time.After(Timeout):
+			t.Error("did not stop when its context ended")
+		}
 	})
 }
 
