@@ -3,6 +3,8 @@ module github.com/sshfwd/sshfwd
 go 1.26.0
 
 require (
+	github.com/creack/pty v1.1.24
+	github.com/pkg/sftp v1.13.12
 	github.com/stretchr/testify v1.12.1
 	go.uber.org/goleak v1.3.0
 	golang.org/x/crypto v0.59.0
@@ -10,6 +12,7 @@ require (
 )
 
 require (
+	github.com/kr/fs v0.1.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 )

@@ -35,7 +35,8 @@ func ExampleNewServer() {
 
 // This example forwards a connection through the server to a local
 // listener, as ssh -L does, and is refused a destination that a callback
-// forbids.
+// forbids. The callback decides on the address the server is about to
+// connect to, so another spelling of a forbidden address is refused too.
 func ExampleConfig_permitOpen() {
 	greeter, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +53,9 @@ func ExampleConfig_permitOpen() {
 	}()
 
 	srv := sshtest.NewServer(&sshtest.Config{
-		PermitOpenCallback: func(host string, port int) bool { return host == "127.0.0.1" },
+		PermitOpenCallback: func(_ ssh.ConnMetadata, req sshtest.OpenRequest) bool {
+			return req.Addr.String() == greeter.Addr().String()
+		},
 	})
 	defer srv.Close()
 	client, err := ssh.Dial("tcp", srv.Addr(), srv.ClientConfig())
@@ -72,11 +75,11 @@ func ExampleConfig_permitOpen() {
 	}
 	fmt.Println(string(msg))
 
-	_, err = client.Dial("tcp", "example.com:80")
+	_, err = client.Dial("tcp", "[::ffff:127.0.0.1]:1")
 	fmt.Println(err)
 	// Output:
 	// hello through the tunnel
-	// ssh: rejected: administratively prohibited ("sshtest: opening example.com:80 is not permitted")
+	// ssh: rejected: administratively prohibited ("sshtest: not permitted: opening [::ffff:127.0.0.1]:1 (127.0.0.1:1)")
 }
 
 // This example asks the server to listen on a port of its choosing and

@@ -34,48 +34,6 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, "sshtest", client.User())
 }
 
-func TestAuth(t *testing.T) {
-	extra := generateKey()
-	srv := newServer(t, &Config{
-		User:           "alice",
-		AuthorizedKeys: []ssh.PublicKey{extra.PublicKey()},
-		Passwords:      map[string]string{"bob": "secret"},
-	})
-	noPasswords := newServer(t, nil)
-	withAuth := func(s *Server, user string, auth ssh.AuthMethod) *ssh.ClientConfig {
-		cc := s.ClientConfig()
-		cc.User = user
-		cc.Auth = []ssh.AuthMethod{auth}
-		return cc
-	}
-	for _, tc := range []struct {
-		name string
-		srv  *Server
-		cc   *ssh.ClientConfig
-		ok   bool
-	}{
-		{"client key", srv, srv.ClientConfig(), true},
-		{"client key, any user", srv, withAuth(srv, "root", ssh.PublicKeys(srv.ClientSigner())), true},
-		{"authorized key", srv, withAuth(srv, "carol", ssh.PublicKeys(extra)), true},
-		{"unknown key", srv, withAuth(srv, "alice", ssh.PublicKeys(generateKey())), false},
-		{"password", srv, withAuth(srv, "bob", ssh.Password("secret")), true},
-		{"wrong password", srv, withAuth(srv, "bob", ssh.Password("guess")), false},
-		{"password of another user", srv, withAuth(srv, "alice", ssh.Password("secret")), false},
-		{"password auth not enabled", noPasswords, withAuth(noPasswords, "bob", ssh.Password("")), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			client, err := ssh.Dial("tcp", tc.srv.Addr(), tc.cc)
-			if tc.ok {
-				require.NoError(t, err)
-				client.Close()
-			} else {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), "unable to authenticate")
-			}
-		})
-	}
-}
-
 func TestUnstartedServer(t *testing.T) {
 	srv := NewUnstartedServer(nil)
 	srv.Config.User = "changed"
@@ -97,7 +55,7 @@ func TestLogf(t *testing.T) {
 		lines []string
 	)
 	srv := newServer(t, &Config{
-		PermitOpenCallback: func(string, int) bool { return false },
+		PermitOpenCallback: func(ssh.ConnMetadata, OpenRequest) bool { return false },
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			lines = append(lines, format)

@@ -37,6 +37,8 @@ const RequireEnv = "SSHFWD_REQUIRE_PEERS"
 const (
 	SSHDBin     = "/usr/sbin/sshd"
 	SSHBin      = "/usr/bin/ssh"
+	SFTPBin     = "/usr/bin/sftp"
+	SSHAddBin   = "/usr/bin/ssh-add"
 	XvfbBin     = "/usr/bin/Xvfb"
 	XauthBin    = "/usr/bin/xauth"
 	XdpyinfoBin = "/usr/bin/xdpyinfo"
@@ -51,6 +53,7 @@ var debianPackages = map[string]string{
 	"ssh":        "openssh-client",
 	"ssh-keygen": "openssh-client",
 	"ssh-agent":  "openssh-client",
+	"ssh-add":    "openssh-client",
 	"scp":        "openssh-client",
 	"sftp":       "openssh-client",
 	"Xvfb":       "xvfb",
