@@ -84,8 +84,11 @@ func (c *Conn) Resume() { c.gate.resume() }
 // held: channels, forwards, processes. The server's goroutines for it may
 // still be ending when Close returns; Server.Close waits for them.
 func (c *Conn) Close() error {
-	err := c.nc.Close()
-	c.gate.Close()
+	// The TCP connection goes first, so that nothing WrapConn put on top
+	// waits to send what it holds, through a frozen gate or to a client
+	// that does not read.
+	err := c.gate.Close()
+	c.nc.Close()
 	if errors.Is(err, net.ErrClosed) {
 		return nil
 	}

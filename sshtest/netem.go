@@ -28,9 +28,10 @@ const delayReadSize = 32 << 10
 // written to it reaches the peer d later, and what the peer sends is read
 // d later, so every round trip takes 2d longer. Up to 64 writes or reads
 // wait in each direction; a writer finding that many waiting blocks, as on
-// a full link. Deadlines work as on c. Close closes c, drops what is still
-// on its way, as a link going down does, and waits for the two goroutines
-// Delay started.
+// a full link. Deadlines work as on c. Close sends what is still on its
+// way, as a TCP connection does, giving up after d and a second more if
+// the peer does not take it, then closes c and waits for the two
+// goroutines Delay started.
 func Delay(c net.Conn, d time.Duration) net.Conn {
 	dc := &delayConn{
 		Conn:     c,
@@ -39,12 +40,17 @@ func Delay(c net.Conn, d time.Duration) net.Conn {
 		in:       make(chan chunk, delayQueue),
 		out:      make(chan chunk, delayQueue),
 		outBroke: make(chan struct{}),
+		flushed:  make(chan struct{}),
 	}
 	dc.wg.Add(2)
 	go dc.pumpIn()
 	go dc.pumpOut()
 	return dc
 }
+
+// lingerTime is how long, beyond its latency, a Delay's Close tries to
+// send what is on its way.
+const lingerTime = time.Second
 
 // chunk is what one read or write moved, and when it is due at the other
 // end.
@@ -62,6 +68,7 @@ type delayConn struct {
 	out      chan chunk    // given to Write, to write to Conn when due
 	outBroke chan struct{} // closed when writing to Conn failed, with outErr set
 	outErr   error
+	flushed  chan struct{}  // closed when pumpOut is done, with what Close left it
 	wg       sync.WaitGroup // the two pumps
 
 	readMu sync.Mutex // serializes Read; guards head
@@ -88,29 +95,48 @@ func (c *delayConn) pumpIn() {
 }
 
 // pumpOut writes each queued chunk to Conn when it is due, until a write
-// fails or Close.
+// fails or Close, and then what Close left queued.
 func (c *delayConn) pumpOut() {
 	defer c.wg.Done()
+	defer close(c.flushed)
 	for {
 		select {
 		case ch := <-c.out:
-			if err := c.sleepUntil(ch.due, nil); err != nil {
-				return
-			}
-			if _, err := c.Conn.Write(ch.data); err != nil {
-				c.outErr = err
-				close(c.outBroke)
+			if !c.deliver(ch) {
 				return
 			}
 		case <-c.closed:
-			return
+			for {
+				select {
+				case ch := <-c.out:
+					if !c.deliver(ch) {
+						return
+					}
+				default:
+					return
+				}
+			}
 		}
 	}
+}
+
+// deliver writes ch to Conn once it is due, and reports whether it could.
+func (c *delayConn) deliver(ch chunk) bool {
+	time.Sleep(time.Until(ch.due))
+	if _, err := c.Conn.Write(ch.data); err != nil {
+		c.outErr = err
+		close(c.outBroke)
+		return false
+	}
+	return true
 }
 
 func (c *delayConn) Read(p []byte) (int, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
+	if err := c.check(&c.rd); err != nil {
+		return 0, err
+	}
 	for {
 		if c.head == nil {
 			select {
@@ -141,6 +167,9 @@ func (c *delayConn) Read(p []byte) (int, error) {
 // in its buffer does. An error from writing to Conn is returned by the
 // writes after it.
 func (c *delayConn) Write(p []byte) (int, error) {
+	if err := c.check(&c.wd); err != nil {
+		return 0, err
+	}
 	ch := chunk{data: bytes.Clone(p), due: time.Now().Add(c.d)}
 	select {
 	case c.out <- ch:
@@ -155,7 +184,12 @@ func (c *delayConn) Write(p []byte) (int, error) {
 }
 
 func (c *delayConn) Close() error {
-	err := c.close(c.Conn)
+	err := c.close(c.Conn, func() {
+		// The deadline bounds the write in progress as well as those
+		// still queued.
+		c.Conn.SetWriteDeadline(time.Now().Add(c.d + lingerTime))
+		<-c.flushed
+	})
 	c.wg.Wait()
 	return err
 }
@@ -235,7 +269,7 @@ func (c *throttleConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-func (c *throttleConn) Close() error { return c.close(c.Conn) }
+func (c *throttleConn) Close() error { return c.close(c.Conn, nil) }
 
 func (c *throttleConn) SetDeadline(t time.Time) error {
 	c.wd.set(t)
@@ -278,14 +312,31 @@ func newLink() *link {
 	return &link{closed: make(chan struct{}), rd: newDeadline(), wd: newDeadline()}
 }
 
-// close closes c the first time; later calls return net.ErrClosed.
-func (l *link) close(c net.Conn) error {
+// close closes c the first time, after drain (if not nil) has returned;
+// later calls return net.ErrClosed.
+func (l *link) close(c net.Conn, drain func()) error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		close(l.closed)
+		if drain != nil {
+			drain()
+		}
 		err = c.Close()
 	})
 	return err
+}
+
+// check returns the error of an operation begun after Close or past the
+// deadline dl, which fails at once, as on a socket.
+func (l *link) check(dl *deadline) error {
+	select {
+	case <-l.closed:
+		return net.ErrClosed
+	case <-dl.expired():
+		return os.ErrDeadlineExceeded
+	default:
+		return nil
+	}
 }
 
 // sleepUntil waits until t, or until dl (if not nil) expires or Close.

@@ -177,3 +177,17 @@ func TestConcurrentClose(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestServerVersion sets the banner, as libssh programs' tests need: their
+// ssh_channel_open_forward_unix wants "OpenSSH" in it.
+func TestServerVersion(t *testing.T) {
+	const version = "SSH-2.0-OpenSSH_9.9 sshtest"
+	srv := newServer(t, &Config{ServerVersion: version})
+	client := dial(t, srv)
+	assert.Equal(t, version, string(client.ServerVersion()))
+
+	bad := &Config{ServerVersion: "OpenSSH_9.9"}
+	assert.ErrorContains(t, bad.Check(), "SSH-2.0-")
+	assert.Panics(t, func() { NewServer(bad) })
+	assert.NoError(t, (&Config{}).Check())
+}
