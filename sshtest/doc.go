@@ -35,25 +35,27 @@
 // # Safe by default
 //
 // The server applies sshd's limits by default, each of which Config can
-// change (0 takes the default, a negative value turns the limit off):
+// change: for the numbers, 0 takes the default and a negative value turns
+// the limit off; NoStartupsLimit turns MaxStartups off, and an empty
+// AcceptEnv accepts no variable.
 //
 //	Config field            default      OpenSSH (sshd_config)
 //	LoginGraceTime          2m           LoginGraceTime 120
 //	MaxStartups             10:30:100    MaxStartups 10:30:100
 //	MaxSessions             10           MaxSessions 10
-//	MaxChannels             256          none: sshd's internal limit is far higher
+//	MaxChannels             256          none (sshd's hard limit: 16384)
 //	MaxForwards             64           none
-//	AcceptEnv               LANG LC_*    AcceptEnv (Debian's sshd_config)
-//	MaxEnv                  16           none
+//	AcceptEnv               LANG LC_*    AcceptEnv LANG LC_* (Debian's sshd_config)
+//	MaxEnv                  16           none (sshd ignores env past 128 variables)
 //	MaxEnvSize              4096 bytes   none
-//	PermitPrivilegedPorts   false        only root may listen below 1024
+//	PermitPrivilegedPorts   false        none (only root may listen below 1024)
 //	StreamLocalBindUnlink   false        StreamLocalBindUnlink no
 //	GatewayPorts            false        GatewayPorts no (true: clientspecified)
-//	DisableExec             false        no equivalent but ForceCommand
+//	DisableExec             false        none (ForceCommand comes closest)
 //	DisableX11              false        X11Forwarding yes
 //	DisableAgentForwarding  false        AllowAgentForwarding yes
-//	PermitOpenCallback      permit all   PermitOpen
-//	PermitListenCallback    permit all   PermitListen
+//	PermitOpenCallback      permit all   PermitOpen any
+//	PermitListenCallback    permit all   PermitListen any
 //
 // Over a limit, a channel open is refused with ResourceShortage and a
 // request with failure, and the connection goes on working; a connection
