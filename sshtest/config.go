@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +67,9 @@ type Config struct {
 	// SSHConfig holds the algorithms (ciphers, key exchanges, MACs) of both
 	// the server and ClientConfig.
 	SSHConfig ssh.Config
+
+	// The Permit callbacks below may be called from several goroutines at
+	// once, each with the metadata of the connection that asks.
 
 	// PermitOpenCallback decides whether a direct-tcpip channel may connect
 	// (OpenSSH's PermitOpen); nil permits all. It is called after the
@@ -351,7 +355,7 @@ func (c Config) withDefaults() Config {
 		c.Subsystems = map[string]SubsystemHandler{"sftp": ServeSFTP}
 	}
 	if c.AcceptEnv == nil {
-		c.AcceptEnv = DefaultAcceptEnv
+		c.AcceptEnv = slices.Clone(DefaultAcceptEnv)
 	}
 	if c.MaxStartups == (Startups{}) {
 		c.MaxStartups = DefaultMaxStartups

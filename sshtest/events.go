@@ -48,9 +48,9 @@ const (
 	// the variable's name of env and the terminal of pty-req.
 	EventSessionRequest
 
-	// EventDisconnect: the connection ended. Err says why when the server
-	// ended it before authentication (LoginGraceTime, or the handshake
-	// failing).
+	// EventDisconnect: a connection MaxStartups let in ended. Err says
+	// why when the server ended it before authentication (LoginGraceTime,
+	// or the handshake failing).
 	EventDisconnect
 )
 
@@ -86,7 +86,10 @@ type Event struct {
 // String describes the event on one line, for logs and test failures.
 func (e Event) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s", e.Conn.RemoteAddr(), e.Kind)
+	if e.Conn != nil {
+		fmt.Fprintf(&b, "%s ", e.Conn.RemoteAddr())
+	}
+	b.WriteString(e.Kind.String())
 	if e.ByServer {
 		b.WriteString(" by server")
 	}

@@ -114,4 +114,5 @@ func TestEventString(t *testing.T) {
 		Err: fmt.Errorf("%w: opening h:1", ErrNotPermitted)}
 	assert.Equal(t, client.LocalAddr().String()+` channel-open user="u" type="direct-tcpip" target="h:1" origin="o:2": sshtest: not permitted: opening h:1`, e.String())
 	assert.Equal(t, "EventKind(99)", EventKind(99).String())
+	assert.Equal(t, `auth type="none"`, Event{Kind: EventAuth, Type: "none"}.String(), "an Event without a Conn")
 }

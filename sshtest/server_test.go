@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 func TestDefaults(t *testing.T) {
@@ -75,7 +77,7 @@ func TestLogf(t *testing.T) {
 func TestCloseEverything(t *testing.T) {
 	// Registered first, so that it runs after every other cleanup.
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	srv := NewServer(nil)
+	srv := NewServer(&Config{WrapConn: func(c net.Conn) net.Conn { return Throttle(Delay(c, time.Millisecond), 64<<20) }})
 	client, err := srv.Dial()
 	require.NoError(t, err)
 	defer client.Close()
@@ -109,6 +111,31 @@ func TestCloseEverything(t *testing.T) {
 	half, err := net.Dial("tcp", srv.Addr())
 	require.NoError(t, err)
 	defer half.Close()
+	// A shell on a terminal, an sftp session, a forwarded agent, and a
+	// frozen connection.
+	term, err := client.NewSession()
+	require.NoError(t, err)
+	require.NoError(t, term.RequestPty("xterm", 24, 80, nil))
+	termOut, err := term.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, term.Start("echo started; exec sleep 1000"))
+	line, err = bufio.NewReader(termOut).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "started\r\n", line)
+	files, err := sftp.NewClient(client)
+	require.NoError(t, err)
+	defer files.Close()
+	agentSess, err := client.NewSession()
+	require.NoError(t, err)
+	require.NoError(t, agent.RequestAgentForwarding(agentSess))
+	frozen, err := srv.Dial()
+	require.NoError(t, err)
+	defer frozen.Close()
+	for _, c := range srv.Conns() {
+		if c.RemoteAddr().String() == frozen.LocalAddr().String() {
+			c.Freeze()
+		}
+	}
 
 	closed := make(chan error, 1)
 	go func() { closed <- srv.Close() }()
@@ -128,9 +155,11 @@ func TestCloseEverything(t *testing.T) {
 	_, err = net.Dial("tcp", srv.Addr())
 	assert.Error(t, err, "the server still listens")
 	assert.True(t, strings.HasPrefix(srv.Addr(), "127.0.0.1:"))
+	assert.Error(t, term.Wait(), "the command on a terminal survived Close")
 	client.Close()
 	direct.Close()
 	sess.Close()
+	agentSess.Close()
 }
 
 // serverGoroutines returns the stacks of the goroutines running the
