@@ -221,6 +221,7 @@ func TestMaxStartups(t *testing.T) {
 	)
 	cfg, ev := recordEvents(&Config{MaxStartups: Startups{Start: start, Rate: 100, Full: start}})
 	srv := newServer(t, cfg)
+	client := dial(t, srv)
 	before := measure()
 	conns := silentConns(t, srv, silent)
 	admitted, dropped := 0, 0
@@ -247,6 +248,8 @@ func TestMaxStartups(t *testing.T) {
 		}
 	}
 	assert.Equal(t, silent-start, refusals)
+	sess := newSession(t, client)
+	require.NoError(t, sess.Run("true"), "a connection that had logged in stopped working")
 
 	for _, c := range conns {
 		c.Close()
@@ -397,14 +400,19 @@ func TestEnvFlood(t *testing.T) {
 	}
 
 	before := measure()
+	start := time.Now()
 	accepted := 0
 	for i := range flood {
 		if setenv(fmt.Sprintf("LC_%d", i), large) {
 			accepted++
 		}
 	}
+	took := time.Since(start)
+	t.Logf("%d env requests of %d KiB in %v: %d accepted", flood, large>>10, took, accepted)
 	assert.Zero(t, accepted, "variables over MaxEnvSize were accepted")
 	assertWithin(t, measure().since(before), 5, 4<<20, 5)
+	assert.Less(t, took, 30*time.Second)
+	stillServes(t, srv)
 
 	assert.False(t, setenv("NOT_ACCEPTED", 1), "a variable outside AcceptEnv")
 	assert.True(t, setenv("LANG", DefaultMaxEnvSize-len("LANG=")), "a variable of MaxEnvSize bytes")
@@ -424,6 +432,7 @@ func TestForwardFlood(t *testing.T) {
 	srv := newServer(t, nil)
 	client := dial(t, srv)
 	before := measure()
+	start := time.Now()
 	var ports []uint32
 	for range flood {
 		ok, reply, err := client.SendRequest(wire.TCPIPForward, true, ssh.Marshal(&wire.TCPIPForwardMsg{Addr: "127.0.0.1"}))
@@ -434,7 +443,10 @@ func TestForwardFlood(t *testing.T) {
 			ports = append(ports, r.Port)
 		}
 	}
+	took := time.Since(start)
+	t.Logf("%d tcpip-forward requests in %v: %d granted", flood, took, len(ports))
 	assert.Len(t, ports, DefaultMaxForwards)
+	assert.Less(t, took, 30*time.Second)
 	// Each forward listens on 127.0.0.1 and ::1, with a goroutine each.
 	assertWithin(t, measure().since(before), 2*DefaultMaxForwards+5, 2<<20, 2*DefaultMaxForwards+5)
 

@@ -189,14 +189,22 @@ func (s *Server) logf(format string, args ...any) {
 	}
 }
 
+// acceptBackoff is how long the server waits after accepting failed for
+// other reasons than Close, as when it ran out of descriptors.
+const acceptBackoff = 100 * time.Millisecond
+
 func (s *Server) serve() {
 	for {
 		tcp, err := s.listener.Accept()
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				s.logf("sshtest: accept: %v", err)
-			}
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of descriptors, as sshd does, the server waits for some
+			// to be freed rather than stop serving.
+			s.logf("sshtest: accept: %v", err)
+			time.Sleep(acceptBackoff)
+			continue
 		}
 		c := newConn(s, tcp)
 		err = s.admit(c)
