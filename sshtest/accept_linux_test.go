@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 )
@@ -29,36 +28,60 @@ func TestAcceptOutOfDescriptors(t *testing.T) {
 			mu.Unlock()
 		}
 	}})
+	acceptFailed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return failed
+	}
 	var limit syscall.Rlimit
 	require.NoError(t, syscall.Getrlimit(syscall.RLIMIT_NOFILE, &limit))
 	fds, err := os.ReadDir("/proc/self/fd")
 	require.NoError(t, err)
-
-	// Room for one connection's two ends and the client end of another:
-	// the listing counted its own descriptor, closed since.
 	tight := limit
-	tight.Cur = uint64(len(fds)) + 2
+	tight.Cur = uint64(len(fds)) + 16
 	require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &tight))
 	restore := sync.OnceFunc(func() { require.NoError(t, syscall.Setrlimit(syscall.RLIMIT_NOFILE, &limit)) })
 	t.Cleanup(restore)
-	var conns []net.Conn
-	for range 2 {
-		c, err := net.Dial("tcp", srv.Addr())
-		if err != nil {
-			break
+
+	// Every free descriptor is taken but one, which the test's connection
+	// takes, so that the server has none left to accept it with.
+	var filler []*os.File
+	fill := func() {
+		for {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				return
+			}
+			filler = append(filler, f)
 		}
+	}
+	var conns []net.Conn
+	for range 5 {
+		fill()
+		require.NotEmpty(t, filler)
+		filler[len(filler)-1].Close()
+		filler = filler[:len(filler)-1]
+		c, err := net.Dial("tcp", srv.Addr())
+		require.NoError(t, err)
 		conns = append(conns, c)
 		t.Cleanup(func() { c.Close() })
+		// Another test's descriptor freed meanwhile lets the server
+		// accept; then the next round takes that one too.
+		deadline := time.Now().Add(time.Second)
+		for !acceptFailed() && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if acceptFailed() {
+			break
+		}
 	}
-	assert.Eventually(t, func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return failed
-	}, 5*time.Second, 5*time.Millisecond, "accepting never failed")
+	for _, f := range filler {
+		f.Close()
+	}
 	restore()
-	require.NotEmpty(t, conns)
+	require.True(t, acceptFailed(), "accepting never failed")
 
-	// The last connection waited in the listen queue: it is served now.
+	// The connection waited in the listen queue: it is served now.
 	last := conns[len(conns)-1]
 	require.NoError(t, last.SetDeadline(time.Now().Add(10*time.Second)))
 	sconn, chans, reqs, err := ssh.NewClientConn(last, srv.Addr(), srv.ClientConfig())

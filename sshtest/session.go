@@ -62,36 +62,36 @@ func (c *Conn) session(o *channelOpen) {
 	defer cancel()
 	s := &session{c: c, ch: ch, ctx: ctx}
 	for req := range reqs {
-		target, start, err := s.handle(req)
+		target, wait, err := s.handle(req)
 		c.srv.emit(c.event(EventSessionRequest, req.Type, target, err))
 		req.Reply(err == nil, nil)
-		if start != nil {
-			c.srv.spawn(start)
+		if wait != nil {
+			c.srv.spawn(wait)
 		}
 	}
 }
 
 // handle serves one request. For a request that started something it
 // returns the function that waits for it, to run once the reply is out.
-func (s *session) handle(req *ssh.Request) (target string, start func(), err error) {
+func (s *session) handle(req *ssh.Request) (target string, wait func(), err error) {
 	switch req.Type {
 	case wire.Exec:
 		var msg wire.ExecMsg
 		if err := wire.Parse(wire.Exec, req.Payload, &msg); err != nil {
 			return "", nil, fmt.Errorf("sshtest: %w", err)
 		}
-		start, err = s.run(msg.Command)
-		return msg.Command, start, err
+		wait, err = s.run(msg.Command)
+		return msg.Command, wait, err
 	case wire.Shell:
-		start, err = s.run("")
-		return "", start, err
+		wait, err = s.run("")
+		return "", wait, err
 	case wire.Subsystem:
 		var msg wire.SubsystemMsg
 		if err := wire.Parse(wire.Subsystem, req.Payload, &msg); err != nil {
 			return "", nil, fmt.Errorf("sshtest: %w", err)
 		}
-		start, err = s.subsystem(msg.Name)
-		return msg.Name, start, err
+		wait, err = s.subsystem(msg.Name)
+		return msg.Name, wait, err
 	case wire.Env:
 		target, err = s.setEnv(req.Payload)
 	case wire.PtyReq:
