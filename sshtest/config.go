@@ -317,12 +317,21 @@ func (s Startups) drop(pending, r int) bool {
 	return r < p
 }
 
+// maxVersionLength is the longest identification line RFC 4253 4.2
+// allows, less its CR LF.
+const maxVersionLength = 253
+
 // Check reports what in c would make NewServer panic: a ServerVersion
-// that does not begin with "SSH-2.0-", or a MaxStartups that sshd would
-// refuse.
+// that is not an RFC 4253 identification line beginning with "SSH-2.0-",
+// or a MaxStartups that sshd would refuse.
 func (c *Config) Check() error {
-	if c.ServerVersion != "" && !strings.HasPrefix(c.ServerVersion, "SSH-2.0-") {
-		return fmt.Errorf("sshtest: ServerVersion %q does not begin with SSH-2.0-", c.ServerVersion)
+	v := c.ServerVersion
+	switch {
+	case v == "":
+	case !strings.HasPrefix(v, "SSH-2.0-"):
+		return fmt.Errorf("sshtest: ServerVersion %q does not begin with SSH-2.0-", v)
+	case len(v) > maxVersionLength || strings.ContainsFunc(v, func(r rune) bool { return r < ' ' || r > '~' }):
+		return fmt.Errorf("sshtest: ServerVersion %q is not up to %d printable ASCII characters", v, maxVersionLength)
 	}
 	if c.MaxStartups != (Startups{}) {
 		if err := c.MaxStartups.check(); err != nil {

@@ -27,20 +27,20 @@ import (
 	"github.com/sshfwd/sshfwd/internal/testnet"
 )
 
-// openSSHPeer is a Server set up for OpenSSH's clients: its client key in
-// a file and its host key in a known_hosts file.
+// openSSHPeer is a Server set up for OpenSSH's clients, and libssh's: its
+// client key in a file and its host key in a known_hosts file.
 type openSSHPeer struct {
-	srv  *Server
-	opts []string // identity and known_hosts options
-	port string
-	dest string // user@host
+	srv        *Server
+	keyFile    string
+	knownHosts string
+	host, port string
+	dest       string // user@host
 }
 
 // newOpenSSHPeer starts a Server configured by cfg (nil for the zero
-// Config) for OpenSSH's clients; it skips the test if ssh is not installed.
+// Config) for clients that take their key and known hosts from files.
 func newOpenSSHPeer(t testing.TB, cfg *Config) openSSHPeer {
 	t.Helper()
-	peers.Require(t, peers.SSHBin)
 	if cfg == nil {
 		cfg = &Config{}
 	}
@@ -54,18 +54,25 @@ func newOpenSSHPeer(t testing.TB, cfg *Config) openSSHPeer {
 	host, port, err := net.SplitHostPort(srv.Addr())
 	require.NoError(t, err)
 	return openSSHPeer{
-		srv:  srv,
-		opts: []string{"-i", keyFile, "-o", "UserKnownHostsFile=" + knownHosts},
-		port: port,
-		dest: srv.Config.User + "@" + host,
+		srv:        srv,
+		keyFile:    keyFile,
+		knownHosts: knownHosts,
+		host:       host,
+		port:       port,
+		dest:       srv.Config.User + "@" + host,
 	}
+}
+
+// opts returns the OpenSSH options that give the key and the known hosts.
+func (p openSSHPeer) opts() []string {
+	return []string{"-i", p.keyFile, "-o", "UserKnownHostsFile=" + p.knownHosts}
 }
 
 // ssh returns an ssh command with options opts and the command words
 // after the destination.
 func (p openSSHPeer) ssh(t testing.TB, ctx context.Context, opts []string, command ...string) *exec.Cmd {
 	t.Helper()
-	args := append(append(append(append([]string{}, p.opts...), "-p", p.port), opts...), p.dest)
+	args := append(append(append(p.opts(), "-p", p.port), opts...), p.dest)
 	return peers.SSHCommand(t, ctx, append(args, command...)...)
 }
 
@@ -74,7 +81,7 @@ func (p openSSHPeer) sftp(t testing.TB, ctx context.Context, batch string) *exec
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "batch")
 	require.NoError(t, os.WriteFile(file, []byte(batch), 0o600))
-	args := append(append([]string{}, p.opts...), "-P", p.port, "-b", file, p.dest)
+	args := append(p.opts(), "-P", p.port, "-b", file, p.dest)
 	return peers.SFTPCommand(t, ctx, args...)
 }
 

@@ -215,8 +215,10 @@ func TestServerVersion(t *testing.T) {
 	client := dial(t, srv)
 	assert.Equal(t, version, string(client.ServerVersion()))
 
-	bad := &Config{ServerVersion: "OpenSSH_9.9"}
-	assert.ErrorContains(t, bad.Check(), "SSH-2.0-")
-	assert.Panics(t, func() { NewServer(bad) })
+	for _, bad := range []string{"OpenSSH_9.9", "SSH-2.0-a\r\nb", "SSH-2.0-" + strings.Repeat("x", 250), "SSH-2.0-é"} {
+		cfg := &Config{ServerVersion: bad}
+		assert.ErrorContains(t, cfg.Check(), "ServerVersion", "%q", bad)
+		assert.Panics(t, func() { NewServer(cfg) }, "%q", bad)
+	}
 	assert.NoError(t, (&Config{}).Check())
 }

@@ -62,6 +62,8 @@ var debianPackages = map[string]string{
 	"xprop":      "x11-utils",
 	"xwininfo":   "x11-utils",
 	"curl":       "curl",
+	"gcc":        "gcc",
+	"pkg-config": "pkg-config",
 }
 
 // Require checks that each binary in paths exists and is executable. A path
@@ -82,10 +84,27 @@ func Require(t testing.TB, paths ...string) {
 		}
 		missing = append(missing, fmt.Sprintf("%s (Debian package %s)", p, pkg))
 	}
-	if len(missing) == 0 {
-		return
+	if len(missing) > 0 {
+		skipOrFail(t, "peers: missing binaries: "+strings.Join(missing, ", "))
 	}
-	msg := "peers: missing binaries: " + strings.Join(missing, ", ")
+}
+
+// RequireLibrary checks with pkg-config that the C library module is
+// installed with its headers, after [Require] for gcc and pkg-config. When
+// it is not, the test is skipped or failed as by [Require], with a message
+// naming pkg, the Debian package that provides it.
+func RequireLibrary(t testing.TB, module, pkg string) {
+	t.Helper()
+	Require(t, "gcc", "pkg-config")
+	if err := exec.Command("pkg-config", "--exists", module).Run(); err != nil {
+		skipOrFail(t, fmt.Sprintf("peers: missing C library %s (Debian package %s)", module, pkg))
+	}
+}
+
+// skipOrFail skips the test with msg, or fails it when the environment
+// variable [RequireEnv] is "1".
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("%s; %s=1 makes this a failure", msg, RequireEnv)
 		return
