@@ -172,7 +172,8 @@ type Config struct {
 	// EventCallback, if not nil, is called with each Event: connections,
 	// authentication attempts, channel opens, requests, and every refusal.
 	// Calls never overlap and come in the order the events happened; the
-	// server waits for each, so the callback must not block for long.
+	// server waits for each, so the callback must not block for long, nor
+	// call Server.Close, which waits for the server's goroutines.
 	EventCallback func(Event)
 
 	// Logf, if not nil, receives a line for each event and failure.
