@@ -8,16 +8,6 @@ import (
 	"time"
 )
 
-// Network conditions for Config.WrapConn: each function wraps a connection
-// in a way a slow or distant link would treat it, on loopback, with no
-// root and no netem. They compose:
-//
-//	WrapConn: func(c net.Conn) net.Conn {
-//		return sshtest.Throttle(sshtest.Delay(c, 50*time.Millisecond), 64<<10)
-//	}
-//
-// is a 64 KiB/s link with a 100 ms round trip.
-
 // delayQueue bounds the chunks waiting in each direction of a Delay.
 const delayQueue = 64
 
@@ -214,6 +204,11 @@ func (c *delayConn) SetWriteDeadline(t time.Time) error {
 // direction: writes are paced out at that rate, and reads hand on what
 // arrives no faster, so the peer's sending backs up as on a slow link.
 // Deadlines work as on c. It panics if bytesPerSecond is not positive.
+//
+// Throttle and Delay are network conditions for Config.WrapConn, on
+// loopback with no root and no netem, and they compose:
+// Throttle(Delay(c, d), rate) is a link of that rate whose round trip is
+// 2d longer.
 func Throttle(c net.Conn, bytesPerSecond int) net.Conn {
 	if bytesPerSecond <= 0 {
 		panic("sshtest: Throttle needs a positive rate")
