@@ -95,7 +95,7 @@ func TestOpenForwardRefused(t *testing.T) {
 		assert.Equal(t, ssh.Prohibited, oce.Reason)
 	})
 	t.Run("sshtest", func(t *testing.T) {
-		srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(host string, port int) bool { return false }})
+		srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(ssh.ConnMetadata, sshtest.OpenRequest) bool { return false }})
 		s := dial(t, srv.Addr(), srv.ClientConfig())
 		_, err := s.OpenForward(testContext(t), "127.0.0.1", 80, "localhost", 5555)
 		var oce *ssh.OpenChannelError
@@ -107,8 +107,8 @@ func TestOpenForwardRefused(t *testing.T) {
 func TestOpenForwardBadInput(t *testing.T) {
 	var asked atomic.Int32
 	srv := newServer(t, &sshtest.Config{
-		PermitOpenCallback:     func(string, int) bool { asked.Add(1); return true },
-		PermitOpenUnixCallback: func(string) bool { asked.Add(1); return true },
+		PermitOpenCallback:     func(ssh.ConnMetadata, sshtest.OpenRequest) bool { asked.Add(1); return true },
+		PermitOpenUnixCallback: func(ssh.ConnMetadata, string) bool { asked.Add(1); return true },
 	})
 	s := dial(t, srv.Addr(), srv.ClientConfig())
 	ctx := testContext(t)
@@ -151,7 +151,7 @@ func TestOpenForwardBadInput(t *testing.T) {
 
 func TestOpenForwardContext(t *testing.T) {
 	release := make(chan struct{})
-	srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(string, int) bool {
+	srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(ssh.ConnMetadata, sshtest.OpenRequest) bool {
 		<-release
 		return true
 	}})
@@ -182,7 +182,7 @@ func TestOpenForwardContext(t *testing.T) {
 func TestOpenForwardBackgroundEndsWithSession(t *testing.T) {
 	release := make(chan struct{})
 	asked := make(chan error, 1)
-	srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(string, int) bool {
+	srv := newServer(t, &sshtest.Config{PermitOpenCallback: func(ssh.ConnMetadata, sshtest.OpenRequest) bool {
 		asked <- nil
 		<-release
 		return true

@@ -317,7 +317,7 @@ func TestListenForwardBadInput(t *testing.T) {
 }
 
 func TestListenForwardDenied(t *testing.T) {
-	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(string, int) bool { return false }})
+	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(ssh.ConnMetadata, sshtest.ListenRequest) bool { return false }})
 	s := dial(t, srv.Addr(), srv.ClientConfig())
 	_, err := s.ListenForward(testContext(t), "127.0.0.1", 0)
 	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/sshtest"
@@ -72,7 +73,7 @@ func TestServeRemoteSOCKSThroughOpenSSH(t *testing.T) {
 }
 
 func TestServeRemoteSOCKSEnds(t *testing.T) {
-	refusing := newServer(t, &sshtest.Config{PermitListenCallback: func(string, int) bool { return false }})
+	refusing := newServer(t, &sshtest.Config{PermitListenCallback: func(ssh.ConnMetadata, sshtest.ListenRequest) bool { return false }})
 	s := dial(t, refusing.Addr(), refusing.ClientConfig())
 	err := s.ServeRemoteSOCKS(testContext(t), "127.0.0.1:0")
 	require.ErrorIs(t, err, sshfwd.ErrRequestDenied)

@@ -333,7 +333,7 @@ func TestSupervisorKeepAliveNoticesSilentServer(t *testing.T) {
 }
 
 func TestSupervisorExitOnForwardFailure(t *testing.T) {
-	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(string, int) bool { return false }})
+	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(ssh.ConnMetadata, sshtest.ListenRequest) bool { return false }})
 	dialSrv := func(ctx context.Context) (*sshfwd.Session, error) {
 		return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
 	}

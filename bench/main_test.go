@@ -89,7 +89,12 @@ func serveSSHTest(in *bufio.Scanner) error {
 	if err != nil {
 		return err
 	}
-	srv := sshtest.NewServer(&sshtest.Config{AuthorizedKeys: []ssh.PublicKey{pub}})
+	srv := sshtest.NewServer(&sshtest.Config{
+		AuthorizedKeys: []ssh.PublicKey{pub},
+		// BenchmarkConcurrent opens 1,000 streams on one connection, four
+		// times the channels sshtest allows one by default.
+		MaxChannels: 2000,
+	})
 	defer srv.Close()
 	fmt.Printf("%s %s", srv.Addr(), ssh.MarshalAuthorizedKey(srv.HostKey()))
 	for in.Scan() {

@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -65,8 +71,8 @@ func TestDirectRefusals(t *testing.T) {
 		{
 			name: "tcp prohibited",
 			cfg: func(seen *[]string) *Config {
-				return &Config{PermitOpenCallback: func(host string, port int) bool {
-					*seen = append(*seen, net.JoinHostPort(host, strconv.Itoa(port)))
+				return &Config{PermitOpenCallback: func(_ ssh.ConnMetadata, req OpenRequest) bool {
+					*seen = append(*seen, net.JoinHostPort(req.Host, strconv.Itoa(req.Port))+" at "+req.Addr.String())
 					return false
 				}}
 			},
@@ -74,12 +80,12 @@ func TestDirectRefusals(t *testing.T) {
 			addr:    func(*testing.T) string { return "127.0.0.1:4242" },
 			reason:  ssh.Prohibited,
 			message: "not permitted",
-			seen:    []string{"127.0.0.1:4242"},
+			seen:    []string{"127.0.0.1:4242 at 127.0.0.1:4242"},
 		},
 		{
 			name: "unix prohibited",
 			cfg: func(seen *[]string) *Config {
-				return &Config{PermitOpenUnixCallback: func(path string) bool {
+				return &Config{PermitOpenUnixCallback: func(_ ssh.ConnMetadata, path string) bool {
 					*seen = append(*seen, path)
 					return false
 				}}
@@ -167,4 +173,114 @@ func TestMalformedChannelOpens(t *testing.T) {
 	go ssh.DiscardRequests(reqs)
 	defer ch.Close()
 	roundTrip(t, ch, []byte("still alive"))
+}
+
+// TestPermitOpenSpellings denies 127.0.0.1:P and tries the other ways of
+// naming it: none gets through, and the callback sees the connection's
+// user and the address it would reach.
+func TestPermitOpenSpellings(t *testing.T) {
+	echo := echoServer(t, "tcp", "127.0.0.1:0")
+	port := echo.Addr().(*net.TCPAddr).Port
+	denied := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port))
+	var (
+		mu   sync.Mutex // guards seen
+		seen []string
+	)
+	cfg, ev := recordEvents(&Config{PermitOpenCallback: func(meta ssh.ConnMetadata, req OpenRequest) bool {
+		mu.Lock()
+		seen = append(seen, fmt.Sprintf("%s %s %v", meta.User(), req.Host, req.Addr))
+		mu.Unlock()
+		return req.Addr != denied
+	}})
+	srv := newServer(t, cfg)
+	client := dial(t, srv)
+
+	for _, host := range []string{"127.0.0.1", "localhost", "::ffff:127.0.0.1", "0.0.0.0"} {
+		t.Run(host, func(t *testing.T) {
+			c, err := client.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+			if c != nil {
+				c.Close()
+			}
+			var oce *ssh.OpenChannelError
+			require.True(t, errors.As(err, &oce), "%s reached the denied address: %v", host, err)
+			assert.Equal(t, ssh.Prohibited, oce.Reason)
+			e := ev.last(t, EventChannelOpen, wire.DirectTCPIP)
+			assert.ErrorIs(t, e.Err, ErrNotPermitted)
+			assert.Equal(t, net.JoinHostPort(host, strconv.Itoa(port)), e.Target)
+		})
+	}
+	// "::" reaches ::1, which a rule on 127.0.0.1 does not cover, and
+	// where nothing listens.
+	c, err := client.Dial("tcp", net.JoinHostPort("::", strconv.Itoa(port)))
+	if c != nil {
+		c.Close()
+	}
+	assert.Error(t, err, ":: reached the denied address")
+
+	mu.Lock()
+	got := seen
+	mu.Unlock()
+	p := strconv.Itoa(port)
+	// Go's resolver gives "::" as an IPv4 address too, which the rule
+	// refuses.
+	require.GreaterOrEqual(t, len(got), 5)
+	assert.Equal(t, []string{
+		"sshtest 127.0.0.1 127.0.0.1:" + p,
+		"sshtest localhost 127.0.0.1:" + p,
+		"sshtest ::ffff:127.0.0.1 127.0.0.1:" + p,
+		"sshtest 0.0.0.0 127.0.0.1:" + p,
+		"sshtest :: [::1]:" + p,
+	}, got[:5])
+
+	// Another port of the same address is permitted.
+	other := echoServer(t, "tcp", "127.0.0.1:0")
+	c, err = client.Dial("tcp", other.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	roundTrip(t, c, []byte("permitted"))
+}
+
+// TestUnixPathsCleaned checks that the Unix callbacks see absolute, clean
+// paths, so that a rule on a directory cannot be climbed out of, and that
+// relative paths are refused before any callback.
+func TestUnixPathsCleaned(t *testing.T) {
+	dir := shortTempDir(t)
+	allowed := filepath.Join(dir, "allowed")
+	require.NoError(t, os.Mkdir(allowed, 0o700))
+	secret := filepath.Join(dir, "secret.sock")
+	echoServer(t, "unix", secret)
+	inside := filepath.Join(allowed, "ok.sock")
+	echoServer(t, "unix", inside)
+
+	var (
+		mu   sync.Mutex // guards seen
+		seen []string
+	)
+	rule := func(_ ssh.ConnMetadata, path string) bool {
+		mu.Lock()
+		seen = append(seen, path)
+		mu.Unlock()
+		return strings.HasPrefix(path, allowed+"/")
+	}
+	srv := newServer(t, &Config{PermitOpenUnixCallback: rule, PermitListenUnixCallback: rule})
+	client := dial(t, srv)
+
+	for _, path := range []string{allowed + "/../secret.sock", allowed + "//..//secret.sock", "secret.sock", "./" + filepath.Base(dir) + "/allowed/ok.sock"} {
+		c, err := client.Dial("unix", path)
+		if c != nil {
+			c.Close()
+		}
+		assert.Error(t, err, "%s got through", path)
+		_, err = client.ListenUnix(path)
+		assert.Error(t, err, "%s was listened on", path)
+	}
+	c, err := client.Dial("unix", allowed+"/./ok.sock")
+	require.NoError(t, err)
+	defer c.Close()
+	roundTrip(t, c, []byte("inside the allowed directory"))
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{secret, secret, secret, secret, inside}, seen,
+		"the callbacks saw other paths than the cleaned absolute ones")
 }

@@ -2,6 +2,7 @@ package sshtest
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"io"
 	"net"
 	"os"
@@ -140,4 +141,54 @@ func echoAccepted(t testing.TB, l net.Listener) {
 func socketPath(t testing.TB, name string) string {
 	t.Helper()
 	return filepath.Join(shortTempDir(t), name)
+}
+
+// events records what a server reports, for tests to check.
+type events struct {
+	mu  sync.Mutex // guards all
+	all []Event
+}
+
+// recordEvents makes cfg report its events to the returned recorder, and
+// returns cfg for NewServer.
+func recordEvents(cfg *Config) (*Config, *events) {
+	r := &events{}
+	cfg.EventCallback = func(e Event) {
+		r.mu.Lock()
+		r.all = append(r.all, e)
+		r.mu.Unlock()
+	}
+	return cfg, r
+}
+
+// of returns the events of kind and, unless typ is "", of type typ.
+func (r *events) of(kind EventKind, typ string) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var found []Event
+	for _, e := range r.all {
+		if e.Kind == kind && (typ == "" || e.Type == typ) {
+			found = append(found, e)
+		}
+	}
+	return found
+}
+
+// last returns the last event of kind and type typ, failing the test if
+// there is none.
+func (r *events) last(t testing.TB, kind EventKind, typ string) Event {
+	t.Helper()
+	found := r.of(kind, typ)
+	require.NotEmpty(t, found, "no %v event of type %q", kind, typ)
+	return found[len(found)-1]
+}
+
+// newKey returns a fresh ed25519 key, as a signer and as the private key.
+func newKey(t testing.TB) (ssh.Signer, ed25519.PrivateKey) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	require.NoError(t, err)
+	signer, err := ssh.NewSignerFromKey(priv)
+	require.NoError(t, err)
+	return signer, priv
 }

@@ -3,9 +3,14 @@
 package sshtest
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"syscall"
+	"time"
+
+	"github.com/creack/pty"
 )
 
 // ownProcessGroup starts cmd in a process group of its own and makes
@@ -13,9 +18,78 @@ import (
 // dies with it.
 func ownProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	killGroupOnCancel(cmd)
+}
+
+// killGroupOnCancel makes cancelling cmd kill its process group, which
+// cmd leads.
+func killGroupOnCancel(cmd *exec.Cmd) {
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
+}
+
+// startOnTerminal starts cmd on a new pseudo-terminal, as the leader of a
+// session whose controlling terminal it is, as sshd does for a session
+// with a pty-req: the terminal is the command's standard input, output and
+// error, and the channel's data goes to and from its master side.
+func (s *session) startOnTerminal(cmd *exec.Cmd) (wait func(), err error) {
+	cmd.Env = append(cmd.Env, "TERM="+s.term.name)
+	killGroupOnCancel(cmd)
+	tty, err := pty.StartWithAttrs(cmd, &s.term.size, &syscall.SysProcAttr{Setsid: true, Setctty: true})
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: start %s on a terminal: %w", cmd.Path, err)
+	}
+	tty, err = pollable(tty)
+	if err != nil {
+		cmd.Cancel()
+		cmd.Wait()
+		return nil, err
+	}
+	s.term.tty = tty
+	// A terminal cannot be half-closed, so the client's EOF ends the copy
+	// and nothing else, as with sshd.
+	s.c.srv.spawn(func() { io.Copy(tty, s.ch) })
+	output := make(chan struct{})
+	s.c.srv.spawn(func() {
+		defer close(output)
+		io.Copy(s.ch, tty)
+	})
+	return func() {
+		err := cmd.Wait()
+		s.c.logf("process %d ended: %v", cmd.Process.Pid, err)
+		// The output ends when the last process holding the terminal
+		// exits; one left in the background gets outputGrace.
+		select {
+		case <-output:
+		case <-time.After(outputGrace):
+		}
+		tty.Close()
+		<-output
+		s.exited(cmd.ProcessState)
+	}, nil
+}
+
+// pollable returns a descriptor of the terminal's master side that the
+// runtime poller serves, and closes tty: creack/pty hands it out in
+// blocking mode, whose reads Close cannot interrupt. The new descriptor is
+// close-on-exec, so that later commands do not inherit it.
+func pollable(tty *os.File) (*os.File, error) {
+	defer tty.Close()
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Dup(int(tty.Fd()))
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, fmt.Errorf("sshtest: terminal: %w", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, fmt.Errorf("sshtest: terminal: %w", err)
+	}
+	return os.NewFile(uintptr(fd), tty.Name()), nil
 }
 
 // signalNames are the signal names of RFC 4254 6.10.

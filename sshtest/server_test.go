@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pkg/sftp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 func TestDefaults(t *testing.T) {
@@ -32,48 +34,6 @@ func TestDefaults(t *testing.T) {
 
 	client := dial(t, srv)
 	assert.Equal(t, "sshtest", client.User())
-}
-
-func TestAuth(t *testing.T) {
-	extra := generateKey()
-	srv := newServer(t, &Config{
-		User:           "alice",
-		AuthorizedKeys: []ssh.PublicKey{extra.PublicKey()},
-		Passwords:      map[string]string{"bob": "secret"},
-	})
-	noPasswords := newServer(t, nil)
-	withAuth := func(s *Server, user string, auth ssh.AuthMethod) *ssh.ClientConfig {
-		cc := s.ClientConfig()
-		cc.User = user
-		cc.Auth = []ssh.AuthMethod{auth}
-		return cc
-	}
-	for _, tc := range []struct {
-		name string
-		srv  *Server
-		cc   *ssh.ClientConfig
-		ok   bool
-	}{
-		{"client key", srv, srv.ClientConfig(), true},
-		{"client key, any user", srv, withAuth(srv, "root", ssh.PublicKeys(srv.ClientSigner())), true},
-		{"authorized key", srv, withAuth(srv, "carol", ssh.PublicKeys(extra)), true},
-		{"unknown key", srv, withAuth(srv, "alice", ssh.PublicKeys(generateKey())), false},
-		{"password", srv, withAuth(srv, "bob", ssh.Password("secret")), true},
-		{"wrong password", srv, withAuth(srv, "bob", ssh.Password("guess")), false},
-		{"password of another user", srv, withAuth(srv, "alice", ssh.Password("secret")), false},
-		{"password auth not enabled", noPasswords, withAuth(noPasswords, "bob", ssh.Password("")), false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			client, err := ssh.Dial("tcp", tc.srv.Addr(), tc.cc)
-			if tc.ok {
-				require.NoError(t, err)
-				client.Close()
-			} else {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), "unable to authenticate")
-			}
-		})
-	}
 }
 
 func TestUnstartedServer(t *testing.T) {
@@ -97,7 +57,7 @@ func TestLogf(t *testing.T) {
 		lines []string
 	)
 	srv := newServer(t, &Config{
-		PermitOpenCallback: func(string, int) bool { return false },
+		PermitOpenCallback: func(ssh.ConnMetadata, OpenRequest) bool { return false },
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			lines = append(lines, format)
@@ -117,7 +77,7 @@ func TestLogf(t *testing.T) {
 func TestCloseEverything(t *testing.T) {
 	// Registered first, so that it runs after every other cleanup.
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	srv := NewServer(nil)
+	srv := NewServer(&Config{WrapConn: func(c net.Conn) net.Conn { return Throttle(Delay(c, time.Millisecond), 64<<20) }})
 	client, err := srv.Dial()
 	require.NoError(t, err)
 	defer client.Close()
@@ -151,6 +111,31 @@ func TestCloseEverything(t *testing.T) {
 	half, err := net.Dial("tcp", srv.Addr())
 	require.NoError(t, err)
 	defer half.Close()
+	// A shell on a terminal, an sftp session, a forwarded agent, and a
+	// frozen connection.
+	term, err := client.NewSession()
+	require.NoError(t, err)
+	require.NoError(t, term.RequestPty("xterm", 24, 80, nil))
+	termOut, err := term.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, term.Start("echo started; exec sleep 1000"))
+	line, err = bufio.NewReader(termOut).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "started\r\n", line)
+	files, err := sftp.NewClient(client)
+	require.NoError(t, err)
+	defer files.Close()
+	agentSess, err := client.NewSession()
+	require.NoError(t, err)
+	require.NoError(t, agent.RequestAgentForwarding(agentSess))
+	frozen, err := srv.Dial()
+	require.NoError(t, err)
+	defer frozen.Close()
+	for _, c := range srv.Conns() {
+		if c.RemoteAddr().String() == frozen.LocalAddr().String() {
+			c.Freeze()
+		}
+	}
 
 	closed := make(chan error, 1)
 	go func() { closed <- srv.Close() }()
@@ -170,9 +155,11 @@ func TestCloseEverything(t *testing.T) {
 	_, err = net.Dial("tcp", srv.Addr())
 	assert.Error(t, err, "the server still listens")
 	assert.True(t, strings.HasPrefix(srv.Addr(), "127.0.0.1:"))
+	assert.Error(t, term.Wait(), "the command on a terminal survived Close")
 	client.Close()
 	direct.Close()
 	sess.Close()
+	agentSess.Close()
 }
 
 // serverGoroutines returns the stacks of the goroutines running the
@@ -218,4 +205,20 @@ func TestConcurrentClose(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// TestServerVersion sets the banner, as libssh programs' tests need: their
+// ssh_channel_open_forward_unix wants "OpenSSH" in it.
+func TestServerVersion(t *testing.T) {
+	const version = "SSH-2.0-OpenSSH_9.9 sshtest"
+	srv := newServer(t, &Config{ServerVersion: version})
+	client := dial(t, srv)
+	assert.Equal(t, version, string(client.ServerVersion()))
+
+	for _, bad := range []string{"OpenSSH_9.9", "SSH-2.0-a\r\nb", "SSH-2.0-" + strings.Repeat("x", 250), "SSH-2.0-é"} {
+		cfg := &Config{ServerVersion: bad}
+		assert.ErrorContains(t, cfg.Check(), "ServerVersion", "%q", bad)
+		assert.Panics(t, func() { NewServer(cfg) }, "%q", bad)
+	}
+	assert.NoError(t, (&Config{}).Check())
 }

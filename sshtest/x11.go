@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-
-	"golang.org/x/crypto/ssh"
 
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/internal/wire"
@@ -38,7 +37,7 @@ const loopback4 = "\x7f\x00\x00\x01"
 // that turn each X client's connection into an x11 channel to the client,
 // and the Xauthority file that lets the session's commands in.
 type x11Display struct {
-	c         *conn
+	c         *Conn
 	number    int
 	single    bool           // single_connection: forward the first X client only
 	dir       string         // temporary directory of the Xauthority file
@@ -58,27 +57,22 @@ type x11Display struct {
 // channel. The display goes away when the session channel or the
 // connection closes. Like sshd, it refuses a second x11-req, one after the
 // command started, and a cookie that is not hex.
-func (s *session) x11Request(req *ssh.Request) bool {
+func (s *session) x11Request(payload []byte) error {
 	var msg wire.X11ReqMsg
-	if err := wire.Parse(wire.X11Req, req.Payload, &msg); err != nil {
-		s.c.logf("refused %s: %v", wire.X11Req, err)
-		return false
+	if err := wire.Parse(wire.X11Req, payload, &msg); err != nil {
+		return fmt.Errorf("sshtest: %w", err)
 	}
 	cookie, err := s.checkX11Request(msg)
 	if err != nil {
-		s.c.logf("refused %s: %v", wire.X11Req, err)
-		return false
+		return err
 	}
 	d, err := openX11Display(s.c, msg.SingleConnection)
-	if err == nil {
-		err = d.writeAuthority(msg.AuthProtocol, cookie)
-		if err != nil {
-			d.close()
-		}
-	}
 	if err != nil {
-		s.c.logf("refused %s: %v", wire.X11Req, err)
-		return false
+		return err
+	}
+	if err := d.writeAuthority(msg.AuthProtocol, cookie); err != nil {
+		d.close()
+		return err
 	}
 	s.display = d
 	s.env = append(s.env,
@@ -86,7 +80,7 @@ func (s *session) x11Request(req *ssh.Request) bool {
 		"XAUTHORITY="+d.authorityPath())
 	s.c.logf("X11 display :%d set up", d.number)
 	s.c.srv.spawn(func() { d.serve(s.ctx) })
-	return true
+	return nil
 }
 
 // checkX11Request decides whether the session may have the display msg
@@ -96,9 +90,9 @@ func (s *session) x11Request(req *ssh.Request) bool {
 func (s *session) checkX11Request(msg wire.X11ReqMsg) ([]byte, error) {
 	switch {
 	case s.c.srv.Config.DisableX11:
-		return nil, errors.New("sshtest: X11 forwarding is disabled")
+		return nil, fmt.Errorf("%w: X11 forwarding (DisableX11)", ErrNotPermitted)
 	case s.started:
-		return nil, errors.New("sshtest: the command has started already")
+		return nil, s.checkNotStarted()
 	case s.display != nil:
 		return nil, fmt.Errorf("sshtest: display :%d is set up already", s.display.number)
 	case msg.AuthProtocol == "" || strings.ContainsFunc(msg.AuthProtocol, func(r rune) bool { return r <= ' ' || r == 0x7f }):
@@ -112,7 +106,7 @@ func (s *session) checkX11Request(msg wire.X11ReqMsg) ([]byte, error) {
 }
 
 // openX11Display sets up the first display number that is free.
-func openX11Display(c *conn, single bool) (*x11Display, error) {
+func openX11Display(c *Conn, single bool) (*x11Display, error) {
 	dir, err := os.MkdirTemp("", "sshtest-x11-")
 	if err != nil {
 		return nil, fmt.Errorf("sshtest: X11 authority directory: %w", err)
@@ -158,12 +152,6 @@ func listenX11(n int) ([]net.Listener, error) {
 		}
 	}
 	return ls, nil
-}
-
-func closeAll(ls []net.Listener) {
-	for _, l := range ls {
-		l.Close()
-	}
 }
 
 func (d *x11Display) authorityPath() string { return filepath.Join(d.dir, "Xauthority") }
@@ -225,7 +213,7 @@ func (d *x11Display) accept(ctx context.Context, l net.Listener) {
 		if d.single {
 			closeAll(d.listeners)
 		}
-		d.c.srv.spawn(func() { d.forward(ctx, nc) })
+		d.c.srv.spawn(func() { d.c.forwardToClient(ctx, nc, wire.X11, fmt.Sprintf(":%d", d.number), d.open) })
 	}
 }
 
@@ -241,20 +229,14 @@ func (d *x11Display) take() bool {
 	return true
 }
 
-// forward opens an x11 channel to the client for the X client nc, naming
-// it as the originator, and relays between them.
-func (d *x11Display) forward(ctx context.Context, nc net.Conn) {
+// open opens an x11 channel to the client for the X client nc, naming it
+// as the originator.
+func (d *x11Display) open(ctx context.Context, nc net.Conn) (io.ReadWriteCloser, error) {
 	// X clients on the Unix socket have no address; sshd names its X11
 	// connections by IP, and loopback is where these come from.
 	host, port := "127.0.0.1", 0
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		host, port = a.IP.String(), a.Port
 	}
-	ch, err := sshfwd.OpenX11(ctx, d.c.sconn, host, port)
-	if err != nil {
-		nc.Close()
-		d.c.logf("X11 display :%d: %v", d.number, err)
-		return
-	}
-	d.c.relay(ch, nc)
+	return sshfwd.OpenX11(ctx, d.c.sconn, host, port)
 }

@@ -1,12 +1,15 @@
 // Command sshd is a small SSH server built on sshtest, for pointing real
-// clients at: OpenSSH's ssh with -L, -R, -W and -X, or programs using
-// sshfwd. It accepts any user name whose key is in -authorized-keys, serves
-// direct and reverse forwarding (TCP and Unix sockets), X11 forwarding and
-// exec sessions, and binds forwards to loopback like OpenSSH's
-// "GatewayPorts no".
+// clients at: OpenSSH's ssh with -L, -R, -W, -X, -A and -t, sftp, or
+// programs using sshfwd. It accepts any user name whose key is in
+// -authorized-keys, serves direct and reverse forwarding (TCP and Unix
+// sockets), X11 and agent forwarding, exec, shell and terminal sessions
+// and the sftp subsystem, binds forwards to loopback like OpenSSH's
+// "GatewayPorts no", and applies sshd's limits, each of which has a flag.
 //
 //	go run ./examples/sshd -authorized-keys ~/.ssh/id_ed25519.pub
 //	ssh -p 2022 -o UserKnownHostsFile=... -N -L 8080:example.com:80 127.0.0.1
+//
+// -latency and -bandwidth make every connection a slow link.
 package main
 
 import (
@@ -19,10 +22,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -45,11 +50,36 @@ func run(ctx context.Context, args []string, out io.Writer, ready chan<- string)
 	addr := fs.String("addr", "127.0.0.1:2022", "address to listen on")
 	authorized := fs.String("authorized-keys", "", "OpenSSH authorized_keys file of the keys to accept (required)")
 	hostKeyFile := fs.String("host-key", "", "OpenSSH private host key; created if the file does not exist; empty: a fresh key each run")
+	cfg := sshtest.Config{MaxStartups: sshtest.DefaultMaxStartups}
+	fs.StringVar(&cfg.ServerVersion, "server-version", "", `identification line, beginning with "SSH-2.0-" (libssh wants "OpenSSH" in it); empty: x/crypto's`)
+	fs.DurationVar(&cfg.LoginGraceTime, "login-grace-time", sshtest.DefaultLoginGraceTime, "LoginGraceTime: time to authenticate in; negative: no limit")
+	fs.Var(&cfg.MaxStartups, "max-startups", `MaxStartups: "start:rate:full", "full" or "none", for connections not yet authenticated`)
+	fs.IntVar(&cfg.MaxSessions, "max-sessions", sshtest.DefaultMaxSessions, "MaxSessions: session channels per connection; negative: no limit")
+	fs.IntVar(&cfg.MaxChannels, "max-channels", sshtest.DefaultMaxChannels, "channels per connection; negative: no limit")
+	fs.IntVar(&cfg.MaxForwards, "max-forwards", sshtest.DefaultMaxForwards, "tcpip and streamlocal forwards per connection; negative: no limit")
+	acceptEnv := fs.String("accept-env", strings.Join(sshtest.DefaultAcceptEnv, " "), "AcceptEnv: patterns of the variables env requests may set, separated by spaces")
+	fs.IntVar(&cfg.MaxEnv, "max-env", sshtest.DefaultMaxEnv, "variables env requests may set per session; negative: no limit")
+	fs.IntVar(&cfg.MaxEnvSize, "max-env-size", sshtest.DefaultMaxEnvSize, "bytes of each NAME=value an env request sets; negative: no limit")
+	fs.BoolVar(&cfg.PermitPrivilegedPorts, "permit-privileged-ports", false, "let remote forwards listen on ports below 1024")
+	fs.BoolVar(&cfg.StreamLocalBindUnlink, "stream-local-bind-unlink", false, "StreamLocalBindUnlink: let a Unix-socket forward replace a stale socket")
+	fs.BoolVar(&cfg.GatewayPorts, "gateway-ports", false, "GatewayPorts clientspecified: bind remote forwards where the client asks")
+	fs.BoolVar(&cfg.DisableExec, "disable-exec", false, "refuse exec and shell requests")
+	fs.BoolVar(&cfg.DisableX11, "disable-x11", false, "X11Forwarding no")
+	fs.BoolVar(&cfg.DisableAgentForwarding, "disable-agent-forwarding", false, "AllowAgentForwarding no")
+	sftp := fs.Bool("sftp", true, "serve the sftp subsystem")
+	latency := fs.Duration("latency", 0, "latency added to each direction of every connection")
+	bandwidth := fs.Int("bandwidth", 0, "bytes per second each direction of every connection may carry; 0: no cap")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *authorized == "" {
 		return errors.New("-authorized-keys is required")
+	}
+	if *bandwidth < 0 {
+		return fmt.Errorf("-bandwidth %d is negative", *bandwidth)
+	}
+	if err := cfg.Check(); err != nil {
+		return err
 	}
 	keys, err := loadAuthorizedKeys(*authorized)
 	if err != nil {
@@ -59,11 +89,13 @@ func run(ctx context.Context, args []string, out io.Writer, ready chan<- string)
 	if err != nil {
 		return err
 	}
-	srv := sshtest.NewServer(&sshtest.Config{
-		Addr:           *addr,
-		HostKey:        hostKey,
-		AuthorizedKeys: keys,
-	})
+	cfg.Addr, cfg.HostKey, cfg.AuthorizedKeys = *addr, hostKey, keys
+	cfg.AcceptEnv = strings.Fields(*acceptEnv)
+	if !*sftp {
+		cfg.Subsystems = map[string]sshtest.SubsystemHandler{}
+	}
+	cfg.WrapConn = linkConditions(*latency, *bandwidth)
+	srv := sshtest.NewServer(&cfg)
 	defer srv.Close()
 	fmt.Fprintf(out, "listening on %s\nhost key %s %s\n", srv.Addr(), hostKey.PublicKey().Type(), ssh.FingerprintSHA256(hostKey.PublicKey()))
 	if ready != nil {
@@ -71,6 +103,23 @@ func run(ctx context.Context, args []string, out io.Writer, ready chan<- string)
 	}
 	<-ctx.Done()
 	return srv.Close()
+}
+
+// linkConditions returns the WrapConn that gives each connection latency
+// and a bandwidth cap, or nil for neither.
+func linkConditions(latency time.Duration, bandwidth int) func(net.Conn) net.Conn {
+	if latency <= 0 && bandwidth == 0 {
+		return nil
+	}
+	return func(c net.Conn) net.Conn {
+		if latency > 0 {
+			c = sshtest.Delay(c, latency)
+		}
+		if bandwidth > 0 {
+			c = sshtest.Throttle(c, bandwidth)
+		}
+		return c
+	}
 }
 
 // loadAuthorizedKeys reads every key of an authorized_keys file.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -139,13 +140,137 @@ func TestBadArguments(t *testing.T) {
 	require.NoError(t, os.WriteFile(bad, []byte("not a key\n"), 0o600))
 	empty := filepath.Join(dir, "empty")
 	require.NoError(t, os.WriteFile(empty, []byte("# nothing\n"), 0o600))
-	for _, args := range [][]string{
-		{},
-		{"-authorized-keys", filepath.Join(dir, "missing")},
-		{"-authorized-keys", bad},
-		{"-authorized-keys", empty},
-		{"-nosuchflag"},
+	_, signer := testnet.KeyFile(t, dir)
+	good := filepath.Join(dir, "authorized_keys")
+	require.NoError(t, os.WriteFile(good, ssh.MarshalAuthorizedKey(signer.PublicKey()), 0o600))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "-authorized-keys is required"},
+		{[]string{"-authorized-keys", filepath.Join(dir, "missing")}, "no such file"},
+		{[]string{"-authorized-keys", bad}, bad + ":1"},
+		{[]string{"-authorized-keys", empty}, "no keys"},
+		{[]string{"-nosuchflag"}, "not defined"},
+		{[]string{"-authorized-keys", good, "-max-startups", "10:30:5"}, "full 5 below start 10"},
+		{[]string{"-authorized-keys", good, "-max-sessions", "many"}, "-max-sessions"},
+		{[]string{"-authorized-keys", good, "-bandwidth", "-1"}, "-bandwidth -1 is negative"},
+		{[]string{"-authorized-keys", good, "-server-version", "OpenSSH_9.9"}, "does not begin with SSH-2.0-"},
 	} {
-		assert.Error(t, run(context.Background(), args, io.Discard, nil), "%q", args)
+		assert.ErrorContains(t, run(context.Background(), tc.args, io.Discard, nil), tc.want, "%q", tc.args)
+	}
+}
+
+// clientConfig returns an x/crypto configuration for a server the test
+// started: the key and known_hosts files server wrote.
+func clientConfig(t *testing.T, keyFile, knownHosts string) *ssh.ClientConfig {
+	t.Helper()
+	data, err := os.ReadFile(keyFile)
+	require.NoError(t, err)
+	signer, err := ssh.ParsePrivateKey(data)
+	require.NoError(t, err)
+	hostKeys, err := knownhosts.New(knownHosts)
+	require.NoError(t, err)
+	return &ssh.ClientConfig{
+		User:            "anyone",
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: hostKeys,
+		Timeout:         10 * time.Second,
+	}
+}
+
+// TestLimitFlags checks that the flags reach the server.
+func TestLimitFlags(t *testing.T) {
+	const version = "SSH-2.0-OpenSSH_9.9 example"
+	addr, key, known := server(t, "-server-version", version, "-max-sessions", "1", "-disable-exec",
+		"-accept-env", "FOO BAR_*", "-max-startups", "3:50:6", "-latency", "20ms", "-bandwidth", "1000000")
+	client, err := ssh.Dial("tcp", addr, clientConfig(t, key, known))
+	require.NoError(t, err)
+	defer client.Close()
+	assert.Equal(t, version, string(client.ServerVersion()))
+
+	start := time.Now()
+	_, _, err = client.SendRequest("keepalive@openssh.com", true, nil)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, time.Since(start), 40*time.Millisecond, "-latency added nothing to a round trip")
+
+	sess, err := client.NewSession()
+	require.NoError(t, err)
+	defer sess.Close()
+	assert.NoError(t, sess.Setenv("BAR_1", "x"))
+	assert.Error(t, sess.Setenv("LANG", "C"), "-accept-env did not replace the default")
+	_, err = client.NewSession()
+	assert.Error(t, err, "a second session past -max-sessions 1")
+	assert.Error(t, sess.Run("true"), "-disable-exec let a command run")
+}
+
+// TestOpenSSHSessions runs what failed against the example before it
+// served shells and sftp: ssh -T, ssh -tt and sftp.
+func TestOpenSSHSessions(t *testing.T) {
+	peers.Require(t, peers.SSHBin, peers.SFTPBin)
+	addr, key, known := server(t)
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	opts := []string{"-i", key, "-o", "UserKnownHostsFile=" + known}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	for _, flag := range []string{"-T", "-tt"} {
+		cmd := peers.SSHCommand(t, ctx, append(opts, "-p", port, flag, "anyone@"+host)...)
+		cmd.Stdin = strings.NewReader("echo $((6 * 7))\nexit\n")
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "ssh %s: %s", flag, out)
+		assert.Regexp(t, `42\r?\n`, string(out), "ssh %s", flag)
+	}
+
+	dir := t.TempDir()
+	batch := filepath.Join(dir, "batch")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "up"), []byte("over sftp"), 0o600))
+	require.NoError(t, os.WriteFile(batch, []byte(fmt.Sprintf("put %s/up %s/down\n", dir, dir)), 0o600))
+	out, err := peers.SFTPCommand(t, ctx, append(opts, "-P", port, "-b", batch, "anyone@"+host)...).CombinedOutput()
+	require.NoError(t, err, "sftp: %s", out)
+	data, err := os.ReadFile(filepath.Join(dir, "down"))
+	require.NoError(t, err)
+	assert.Equal(t, "over sftp", string(data))
+}
+
+// TestOpenSSHTakenSocket runs two ssh -R to one socket path: the second is
+// refused, and the first keeps the connections.
+func TestOpenSSHTakenSocket(t *testing.T) {
+	peers.Require(t, peers.SSHBin)
+	addr, key, known := server(t)
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "sshd")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	path := filepath.Join(dir, "s.sock")
+	target := testnet.TCPServer(t, testnet.HashAfterEOF).String()
+	other := testnet.TCPServer(t, func(c net.Conn) { io.WriteString(c, "the thief") }).String()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	forward := func(to string) *exec.Cmd {
+		return peers.SSHCommand(t, ctx, "-N", "-p", port, "-i", key, "-o", "UserKnownHostsFile="+known,
+			"-o", "ExitOnForwardFailure=yes", "-R", path+":"+to, "anyone@"+host)
+	}
+
+	owner := forward(target)
+	require.NoError(t, owner.Start())
+	require.Eventually(t, func() bool {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "ssh -R did not set the socket up")
+
+	out, err := forward(other).CombinedOutput()
+	require.Error(t, err, "a second ssh -R took the socket: %s", out)
+	assert.Contains(t, string(out), "remote port forwarding failed for listen path "+path)
+	for range 3 {
+		c, err := net.Dial("unix", path)
+		require.NoError(t, err)
+		require.NoError(t, testnet.RoundTrip(c, []byte("to the owner")))
+		c.Close()
 	}
 }

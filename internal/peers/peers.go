@@ -37,6 +37,8 @@ const RequireEnv = "SSHFWD_REQUIRE_PEERS"
 const (
 	SSHDBin     = "/usr/sbin/sshd"
 	SSHBin      = "/usr/bin/ssh"
+	SFTPBin     = "/usr/bin/sftp"
+	SSHAddBin   = "/usr/bin/ssh-add"
 	XvfbBin     = "/usr/bin/Xvfb"
 	XauthBin    = "/usr/bin/xauth"
 	XdpyinfoBin = "/usr/bin/xdpyinfo"
@@ -51,6 +53,7 @@ var debianPackages = map[string]string{
 	"ssh":        "openssh-client",
 	"ssh-keygen": "openssh-client",
 	"ssh-agent":  "openssh-client",
+	"ssh-add":    "openssh-client",
 	"scp":        "openssh-client",
 	"sftp":       "openssh-client",
 	"Xvfb":       "xvfb",
@@ -59,6 +62,8 @@ var debianPackages = map[string]string{
 	"xprop":      "x11-utils",
 	"xwininfo":   "x11-utils",
 	"curl":       "curl",
+	"gcc":        "gcc",
+	"pkg-config": "pkg-config",
 }
 
 // Require checks that each binary in paths exists and is executable. A path
@@ -79,10 +84,27 @@ func Require(t testing.TB, paths ...string) {
 		}
 		missing = append(missing, fmt.Sprintf("%s (Debian package %s)", p, pkg))
 	}
-	if len(missing) == 0 {
-		return
+	if len(missing) > 0 {
+		skipOrFail(t, "peers: missing binaries: "+strings.Join(missing, ", "))
 	}
-	msg := "peers: missing binaries: " + strings.Join(missing, ", ")
+}
+
+// RequireLibrary checks with pkg-config that the C library module is
+// installed with its headers, after [Require] for gcc and pkg-config. When
+// it is not, the test is skipped or failed as by [Require], with a message
+// naming pkg, the Debian package that provides it.
+func RequireLibrary(t testing.TB, module, pkg string) {
+	t.Helper()
+	Require(t, "gcc", "pkg-config")
+	if err := exec.Command("pkg-config", "--exists", module).Run(); err != nil {
+		skipOrFail(t, fmt.Sprintf("peers: missing C library %s (Debian package %s)", module, pkg))
+	}
+}
+
+// skipOrFail skips the test with msg, or fails it when the environment
+// variable [RequireEnv] is "1".
+func skipOrFail(t testing.TB, msg string) {
+	t.Helper()
 	if os.Getenv(RequireEnv) == "1" {
 		t.Fatalf("%s; %s=1 makes this a failure", msg, RequireEnv)
 		return

@@ -38,9 +38,24 @@ var SSHDefaultArgs = []string{
 // it, a t.Cleanup kills and reaps it.
 func SSHCommand(t testing.TB, ctx context.Context, args ...string) *exec.Cmd {
 	t.Helper()
-	Require(t, SSHBin)
+	return command(t, ctx, SSHBin, args)
+}
+
+// SFTPCommand is [SSHCommand] for /usr/bin/sftp, which takes the same
+// options (with -P for the port). Give it "-b" and a batch file: it reads
+// its commands there and never prompts.
+func SFTPCommand(t testing.TB, ctx context.Context, args ...string) *exec.Cmd {
+	t.Helper()
+	return command(t, ctx, SFTPBin, args)
+}
+
+// command returns bin with [SSHDefaultArgs] and args, killed when ctx is
+// done and reaped by a t.Cleanup if the test started it but did not wait.
+func command(t testing.TB, ctx context.Context, bin string, args []string) *exec.Cmd {
+	t.Helper()
+	Require(t, bin)
 	all := append(append([]string{}, SSHDefaultArgs...), args...)
-	cmd := exec.CommandContext(ctx, SSHBin, all...)
+	cmd := exec.CommandContext(ctx, bin, all...)
 	cmd.WaitDelay = 5 * time.Second
 	t.Cleanup(func() {
 		if cmd.Process != nil && cmd.ProcessState == nil {
