@@ -59,18 +59,29 @@ func (s *Session) serveLocal(ctx context.Context, f LocalForward) error {
 			c.Close()
 			return
 		}
-		r, err := s.openRaw(ctx, t)
+		ch, err := s.openTunnel(ctx, t)
 		if err != nil {
 			c.Close()
 			return
 		}
-		if !s.spawn(func() { ssh.DiscardRequests(r.reqs) }) {
-			r.ch.Close()
-			c.Close()
-			return
-		}
-		open.relay(r.ch, c)
+		open.relay(ch, c)
 	})
+}
+
+// openTunnel opens the channel t describes for one of the forwarding
+// helpers, which relay it with nothing in between: the x/crypto channel
+// itself, not a Channel, whose buffers and goroutines serve deadlines that a
+// relay does not set. Its requests are discarded until it closes.
+func (s *Session) openTunnel(ctx context.Context, t target) (ssh.Channel, error) {
+	r, err := s.openRaw(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if !s.spawn(func() { ssh.DiscardRequests(r.reqs) }) {
+		r.ch.Close()
+		return nil, ErrSessionClosed
+	}
+	return r.ch, nil
 }
 
 // ForwardRemote does what ssh -R does: the server listens on remoteAddr,

@@ -65,6 +65,15 @@ func newEcho(b testing.TB) *net.TCPAddr {
 	return s.Addr()
 }
 
+// reportRate reports how many of the b.N operations were done per second,
+// in unit, and the CPU time the forwarder spent on each in microseconds, in
+// cpuUnit: the forwarder's own cost, which does not depend on who wins the
+// two cores.
+func reportRate(b *testing.B, cpu time.Duration, unit, cpuUnit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), cpuUnit)
+}
+
 // reportLatency reports the median and the 99th percentile of samples in
 // microseconds.
 func reportLatency(b *testing.B, us []float64) {
@@ -81,8 +90,8 @@ func micros(start time.Time) float64 {
 // at a time, over one connection through a forwarder to an echo server,
 // and reads each echo before the next request: ForwardLocal against ssh -L
 // and ServeSOCKS against ssh -D, through the same sshd. It reports round
-// trips per second (rt/s) and the median and 99th percentile of a round
-// trip.
+// trips per second (rt/s), the forwarder's CPU time per round trip
+// (cpu-us/rt) and the median and 99th percentile of a round trip.
 func BenchmarkRequestResponse(b *testing.B) {
 	peers.Require(b, peers.SSHDBin, peers.SSHBin)
 	d := startSSHD(b)
@@ -97,6 +106,7 @@ func BenchmarkRequestResponse(b *testing.B) {
 				require.NoError(b, bench.Ping(c), "the first round trip, which waits for the channel")
 				took := make([]float64, b.N)
 				b.ResetTimer()
+				cpu := f.cpu(b)
 				for i := range b.N {
 					start := time.Now()
 					if err := bench.Ping(c); err != nil {
@@ -105,7 +115,7 @@ func BenchmarkRequestResponse(b *testing.B) {
 					took[i] = micros(start)
 				}
 				b.StopTimer()
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "rt/s")
+				reportRate(b, f.cpu(b)-cpu, "rt/s", "cpu-us/rt")
 				reportLatency(b, took)
 			})
 		}
@@ -119,8 +129,9 @@ const connClients = 16
 // echo server, connClients at a time: each client connects, sends
 // bench.PingSize bytes, reads the echo and closes, over and over. It
 // compares ForwardLocal with ssh -L and ServeSOCKS with ssh -D, through the
-// same sshd, and reports connections per second (conns/s) and the median
-// and 99th percentile of a connection's life.
+// same sshd, and reports connections per second (conns/s), the forwarder's
+// CPU time per connection (cpu-us/conn) and the median and 99th percentile
+// of a connection's life.
 func BenchmarkConnRate(b *testing.B) {
 	peers.Require(b, peers.SSHDBin, peers.SSHBin)
 	d := startSSHD(b)
@@ -128,12 +139,14 @@ func BenchmarkConnRate(b *testing.B) {
 	for _, m := range modes {
 		for _, impl := range inOrder(forwarders) {
 			b.Run("via="+m.name+"/impl="+impl.name, func(b *testing.B) {
-				connect := connector(b, impl.start(b, d, d.Addr, ciphers[0].name, target(m.socks, echo)), m.socks, echo)
+				f := impl.start(b, d, d.Addr, ciphers[0].name, target(m.socks, echo))
+				connect := connector(b, f, m.socks, echo)
 				took := make([]float64, b.N)
 				errs := make([]error, b.N)
 				var next atomic.Int64
 				var wg sync.WaitGroup
 				b.ResetTimer()
+				cpu := f.cpu(b)
 				for range connClients {
 					wg.Go(func() {
 						for i := int(next.Add(1) - 1); i < b.N; i = int(next.Add(1) - 1) {
@@ -150,7 +163,7 @@ func BenchmarkConnRate(b *testing.B) {
 				wg.Wait()
 				b.StopTimer()
 				require.NoError(b, errors.Join(errs...))
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conns/s")
+				reportRate(b, f.cpu(b)-cpu, "conns/s", "cpu-us/conn")
 				reportLatency(b, took)
 			})
 		}
