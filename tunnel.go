@@ -81,7 +81,35 @@ func (s *Session) openTunnel(ctx context.Context, t target) (ssh.Channel, error)
 		r.ch.Close()
 		return nil, ErrSessionClosed
 	}
-	return r.ch, nil
+	if s.conn == nil {
+		return r.ch, nil
+	}
+	return tunnelChannel{r.ch, s.conn}, nil
+}
+
+// tunnelChannel is the x/crypto channel of a tunnel, whose sends the
+// connection's gatherConn counts.
+type tunnelChannel struct {
+	ssh.Channel
+	conn *gatherConn
+}
+
+func (c tunnelChannel) Write(p []byte) (int, error) {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.Write(p)
+}
+
+func (c tunnelChannel) CloseWrite() error {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.CloseWrite()
+}
+
+func (c tunnelChannel) Close() error {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.Close()
 }
 
 // ForwardRemote does what ssh -R does: the server listens on remoteAddr,
