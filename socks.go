@@ -62,13 +62,8 @@ func (s *Session) ServeDynamic(ctx context.Context, f DynamicForward) error {
 }
 
 func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
-	var open tunnelSet
-	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
-		if ch := s.socksHandshake(ctx, c); ch != nil {
-			open.relay(c, ch)
-		} else {
-			c.Close()
-		}
+	return s.serveUntil(ctx, f.Listener, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) io.ReadWriteCloser {
+		return s.socksHandshake(ctx, c)
 	})
 }
 
@@ -78,11 +73,10 @@ func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
 func (s *Session) socksHandshake(ctx context.Context, c net.Conn) ssh.Channel {
 	ctx, cancel := context.WithTimeout(ctx, socksHandshakeTimeout)
 	defer cancel()
-	if err := c.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
-		return nil
-	}
-	// Stopping must not wait for a client that says nothing.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	// Stopping, or the end of the time the handshake has, must not wait
+	// for a client that says nothing nor for a server that does not answer
+	// the open, which cannot be interrupted: the client is let go.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	// The handshake comes in a few pieces, each a few fields that the
 	// parser reads one at a time: buffered, each piece takes one read from
@@ -102,14 +96,21 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) ssh.Channel {
 	t, err := tcpTarget(req.Host, req.Port, originHost, originPort)
 	var ch ssh.Channel
 	if err == nil {
-		ch, err = s.openTunnel(ctx, t)
+		// Waited for here rather than abandoned when ctx ends, which
+		// saves a goroutine on every open: a client whose time ran out
+		// has been let go meanwhile, and a channel that comes late is
+		// closed.
+		ch, err = s.openTunnel(context.WithoutCancel(ctx), t)
+	}
+	if err == nil && ctx.Err() != nil {
+		ch.Close()
+		return nil
 	}
 	if err != nil {
 		socks.WriteReply(c, req.Version, socksReply(err), netip.AddrPort{})
 		return nil
 	}
-	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || c.SetDeadline(time.Time{}) != nil ||
-		sendBuffered(ch, in) != nil {
+	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || sendBuffered(ch, in) != nil {
 		ch.Close()
 		return nil
 	}
