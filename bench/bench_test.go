@@ -118,13 +118,14 @@ func dialer(addr string) func() (net.Conn, error) {
 // *streamBytes written into the local port by this process and counted by a
 // Sink of this process, so that writer and sink cost both sides the same.
 // Besides MB/s it reports the CPU time per byte of the forwarding process
-// alone (cpu-ns/B), which does not depend on who wins the two cores.
+// alone (cpu-ns/B), which does not depend on who wins the two cores; sshfwd
+// on one thread (oneCPU) runs alongside for reference.
 func BenchmarkLocalForward(b *testing.B) {
 	peers.Require(b, peers.SSHDBin, peers.SSHBin)
 	d := startSSHD(b)
 	sink := newSink(b)
 	for _, c := range ciphers {
-		for _, impl := range inOrder(forwarders) {
+		for _, impl := range inOrder(append(forwarders, oneCPU)) {
 			b.Run("cipher="+c.short+"/impl="+impl.name, func(b *testing.B) {
 				f := impl.start(b, d, d.Addr, c.name, sink.Addr().String())
 				streams(b, f.cpu, dialer(f.addr))

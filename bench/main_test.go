@@ -27,6 +27,7 @@ import (
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/bench"
 	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/internal/relay"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -105,6 +106,7 @@ func serveSSHTest(in *bufio.Scanner) error {
 // forwardSpec is what the forwarder role forwards, and through which SSH
 // server.
 type forwardSpec struct {
+	Client  string // "xcrypto" for the reference, x/crypto's Client.Dial; else sshfwd
 	Server  string // the SSH server's address, or a Delay's in front of it
 	User    string
 	KeyFile string // the client key, in OpenSSH's format
@@ -113,61 +115,106 @@ type forwardSpec struct {
 	Target  string // ForwardLocal's remote address; "" serves SOCKS instead
 }
 
-// serveForward runs ForwardLocal, or ServeSOCKS, on a loopback port as
-// forwardEnv says, and says the port's address: sshfwd in a process of its
-// own, as ssh -L and ssh -D are, so that what its forwarding costs is
-// measured alone.
-func serveForward(in *bufio.Scanner) error {
-	var spec forwardSpec
-	if err := json.Unmarshal([]byte(os.Getenv(forwardEnv)), &spec); err != nil {
-		return err
-	}
+// clientConfig returns the client configuration spec describes.
+func (spec forwardSpec) clientConfig() (*ssh.ClientConfig, error) {
 	pem, err := os.ReadFile(spec.KeyFile)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	signer, err := ssh.ParsePrivateKey(pem)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(spec.HostKey))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s, err := sshfwd.Dial(ctx, "tcp", spec.Server, &ssh.ClientConfig{
+	return &ssh.ClientConfig{
 		User:            spec.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: ssh.FixedHostKey(hostKey),
 		Config:          ssh.Config{Ciphers: []string{spec.Cipher}},
 		Timeout:         peers.StartTimeout,
-	})
+	}, nil
+}
+
+// serveForward runs ForwardLocal, or ServeSOCKS, on a loopback port as
+// forwardEnv says, and says the port's address: sshfwd in a process of its
+// own, as ssh -L and ssh -D are, so that what its forwarding costs is
+// measured alone. For the reference client it forwards with x/crypto's
+// Client.Dial instead.
+func serveForward(in *bufio.Scanner) error {
+	var spec forwardSpec
+	if err := json.Unmarshal([]byte(os.Getenv(forwardEnv)), &spec); err != nil {
+		return err
+	}
+	cfg, err := spec.clientConfig()
 	if err != nil {
 		return err
 	}
-	defer s.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	done := make(chan error, 1)
-	go func() {
-		if spec.Target == "" {
-			done <- s.ServeSOCKS(ctx, ln)
-		} else {
-			done <- s.ForwardLocal(ctx, ln, spec.Target)
+	if spec.Client == "xcrypto" {
+		c, err := ssh.Dial("tcp", spec.Server, cfg)
+		if err != nil {
+			return err
 		}
-	}()
+		defer c.Close()
+		go func() { done <- forwardXCrypto(c, ln, spec.Target) }()
+		stop = func() {
+			c.Close()
+			ln.Close()
+		}
+	} else {
+		s, err := sshfwd.Dial(ctx, "tcp", spec.Server, cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		go func() {
+			if spec.Target == "" {
+				done <- s.ServeSOCKS(ctx, ln)
+			} else {
+				done <- s.ForwardLocal(ctx, ln, spec.Target)
+			}
+		}()
+	}
 	fmt.Println(ln.Addr())
 	for in.Scan() {
 	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
 	return nil
+}
+
+// forwardXCrypto forwards every connection accepted on ln to target through
+// c as plainly as x/crypto allows, with Client.Dial and the relay sshfwd
+// uses, until Accept fails; then it waits for the relays, which end with c.
+func forwardXCrypto(c *ssh.Client, ln net.Listener, target string) error {
+	var relays sync.WaitGroup
+	defer relays.Wait()
+	for {
+		local, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		relays.Go(func() {
+			remote, err := c.Dial("tcp", target)
+			if err != nil {
+				local.Close()
+				return
+			}
+			relay.Relay(local, remote)
+		})
+	}
 }
 
 // serveGreeter runs a Greeter and says its address.
@@ -416,30 +463,48 @@ type forwarder struct {
 	pid  int
 }
 
-// forwarders start a forwarder through d, connecting to server (d.Addr, or
-// a Delay in front of it) with cipher, that forwards its port to target, or
-// serves SOCKS there when target is empty. A cleanup stops it.
-var forwarders = []struct {
+// A forwarderImpl starts a forwarder through d, connecting to server
+// (d.Addr, or a Delay in front of it) with cipher, that forwards its port to
+// target, or serves SOCKS there when target is empty. A cleanup stops it.
+type forwarderImpl struct {
 	name  string
 	start func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder
-}{
-	{"sshfwd", startSSHFwd},
+}
+
+// forwarders are what the benchmarks compare: sshfwd and OpenSSH's ssh.
+var forwarders = []forwarderImpl{
+	{"sshfwd", childForwarder("sshfwd")},
 	{"openssh", startOpenSSH},
 }
 
-func startSSHFwd(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
-	b.Helper()
-	spec, err := json.Marshal(forwardSpec{
-		Server:  server,
-		User:    d.User,
-		KeyFile: d.KeyFile,
-		HostKey: string(ssh.MarshalAuthorizedKey(d.HostKey)),
-		Cipher:  cipher,
-		Target:  target,
-	})
-	require.NoError(b, err)
-	c, addr := startChild(b, "forwarder", forwardEnv+"="+string(spec))
-	return forwarder{addr: addr, pid: c.cmd.Process.Pid}
+// References that tell where a difference comes from. oneCPU is sshfwd
+// running Go on one thread at a time, as ssh runs, which leaves out what
+// the Go scheduler costs in handing goroutines between threads; xcrypto is
+// x/crypto's own Client.Dial with the same relay, which shows what any
+// forwarder built on x/crypto costs. It serves no SOCKS.
+var (
+	oneCPU  = forwarderImpl{"sshfwd-gomaxprocs1", childForwarder("sshfwd", "GOMAXPROCS=1")}
+	xcrypto = forwarderImpl{"xcrypto", childForwarder("xcrypto")}
+)
+
+// childForwarder returns how to start this test binary in the forwarder
+// role with client, with env added to its environment.
+func childForwarder(client string, env ...string) func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
+	return func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
+		b.Helper()
+		spec, err := json.Marshal(forwardSpec{
+			Client:  client,
+			Server:  server,
+			User:    d.User,
+			KeyFile: d.KeyFile,
+			HostKey: string(ssh.MarshalAuthorizedKey(d.HostKey)),
+			Cipher:  cipher,
+			Target:  target,
+		})
+		require.NoError(b, err)
+		c, addr := startChild(b, "forwarder", append(env, forwardEnv+"="+string(spec))...)
+		return forwarder{addr: addr, pid: c.cmd.Process.Pid}
+	}
 }
 
 // startOpenSSH runs ssh -N with -L or -D from a free loopback port, waits

@@ -28,11 +28,16 @@ import (
 
 // modes are the two ways a forwarder is used: a forwarded port (ssh -L,
 // ForwardLocal) and a SOCKS proxy (ssh -D, ServeSOCKS), whose client asks
-// for the echo server with SOCKS5 before each connection.
+// for the echo server with SOCKS5 before each connection. With the two
+// forwarders compared come references (see oneCPU and xcrypto).
 var modes = []struct {
-	name  string
-	socks bool
-}{{"local", false}, {"socks", true}}
+	name       string
+	socks      bool
+	forwarders []forwarderImpl
+}{
+	{"local", false, append(forwarders[:len(forwarders):len(forwarders)], oneCPU, xcrypto)},
+	{"socks", true, append(forwarders[:len(forwarders):len(forwarders)], oneCPU)},
+}
 
 // target returns what a forwarder in this mode forwards to: echo, or
 // nothing for a SOCKS proxy.
@@ -97,7 +102,7 @@ func BenchmarkRequestResponse(b *testing.B) {
 	d := startSSHD(b)
 	echo := newEcho(b).String()
 	for _, m := range modes {
-		for _, impl := range inOrder(forwarders) {
+		for _, impl := range inOrder(m.forwarders) {
 			b.Run("via="+m.name+"/impl="+impl.name, func(b *testing.B) {
 				f := impl.start(b, d, d.Addr, ciphers[0].name, target(m.socks, echo))
 				c, err := connector(b, f, m.socks, echo)()
@@ -137,7 +142,7 @@ func BenchmarkConnRate(b *testing.B) {
 	d := startSSHD(b)
 	echo := newEcho(b).String()
 	for _, m := range modes {
-		for _, impl := range inOrder(forwarders) {
+		for _, impl := range inOrder(m.forwarders) {
 			b.Run("via="+m.name+"/impl="+impl.name, func(b *testing.B) {
 				f := impl.start(b, d, d.Addr, ciphers[0].name, target(m.socks, echo))
 				connect := connector(b, f, m.socks, echo)
