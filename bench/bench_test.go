@@ -125,7 +125,7 @@ func BenchmarkLocalForward(b *testing.B) {
 	d := startSSHD(b)
 	sink := newSink(b)
 	for _, c := range ciphers {
-		for _, impl := range inOrder(append(forwarders, oneCPU)) {
+		for _, impl := range inOrder(slices.Concat(forwarders, []forwarderImpl{oneCPU})) {
 			b.Run("cipher="+c.short+"/impl="+impl.name, func(b *testing.B) {
 				f := impl.start(b, d, d.Addr, c.name, sink.Addr().String())
 				streams(b, f.cpu, dialer(f.addr))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -35,8 +36,8 @@ var modes = []struct {
 	socks      bool
 	forwarders []forwarderImpl
 }{
-	{"local", false, append(forwarders[:len(forwarders):len(forwarders)], oneCPU, xcrypto)},
-	{"socks", true, append(forwarders[:len(forwarders):len(forwarders)], oneCPU)},
+	{"local", false, slices.Concat(forwarders, []forwarderImpl{oneCPU, xcrypto})},
+	{"socks", true, slices.Concat(forwarders, []forwarderImpl{oneCPU})},
 }
 
 // target returns what a forwarder in this mode forwards to: echo, or
