@@ -62,7 +62,7 @@
 // odd rounds and in the other (-sshfwd.reverse) in even ones, and prints a
 // markdown table of medians and ratios made by bench/report:
 //
-//	bench/run          # about 20 minutes on two cores
+//	bench/run          # about 25 minutes on two cores
 //	bench/run -quick   # a smoke run of a minute or two
 //
 // One benchmark alone, with a CPU profile of this process, one of the
