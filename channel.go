@@ -38,7 +38,8 @@ type Channel struct {
 	ch    ssh.Channel
 	laddr net.Addr
 	raddr net.Addr
-	owner owner // runs the Channel's goroutines
+	owner owner       // runs the Channel's goroutines
+	conn  *gatherConn // counts the sends of the Channel's connection; nil when none
 
 	rdl, wdl  *deadline
 	done      chan struct{} // closed by Close, or by shut
@@ -89,15 +90,18 @@ type owner interface {
 	// unconfirmed counts Channels closed on this side whose close the peer
 	// has not answered yet: +1 when one starts waiting, -1 when it ends.
 	unconfirmed(delta int64)
+	// gathering returns the connection's gatherConn, or nil.
+	gathering() *gatherConn
 }
 
 // detached owns the Channels of servers, whose goroutines nobody waits for:
 // they end with the channel or its connection.
 type detached struct{}
 
-func (detached) spawn(f func()) bool { go f(); return true }
-func (detached) release(*Channel)    {}
-func (detached) unconfirmed(int64)   {}
+func (detached) spawn(f func()) bool    { go f(); return true }
+func (detached) release(*Channel)       {}
+func (detached) unconfirmed(int64)      {}
+func (detached) gathering() *gatherConn { return nil }
 
 // newChannel wraps ch; ok is false, and the Channel closed, if the owner
 // already closed.
@@ -107,6 +111,7 @@ func newChannel(ch ssh.Channel, reqs <-chan *ssh.Request, local, remote net.Addr
 		laddr: local,
 		raddr: remote,
 		owner: o,
+		conn:  o.gathering(),
 		rdl:   newDeadline(),
 		wdl:   newDeadline(),
 		done:  make(chan struct{}),
@@ -472,7 +477,9 @@ func (c *Channel) writeLoop() {
 			}
 		}
 		notify(c.hasSpace)
+		c.conn.enter()
 		_, err := c.ch.Write(batch)
+		c.conn.leave()
 		bufpool.Put(batch)
 		c.sendMu.Lock()
 		c.sending = false
@@ -521,7 +528,10 @@ func (c *Channel) CloseWrite() error {
 		}
 	}
 	c.eofSent = true
-	if err := c.ch.CloseWrite(); err != nil {
+	c.conn.enter()
+	err := c.ch.CloseWrite()
+	c.conn.leave()
+	if err != nil {
 		if err == io.EOF {
 			err = errPeerClosed
 		}
@@ -564,7 +574,9 @@ func (c *Channel) closeChannel() {
 			c.linger.Stop()
 		}
 		c.sendMu.Unlock()
+		c.conn.enter()
 		c.ch.Close()
+		c.conn.leave()
 		if isClosed(c.gone) {
 			return
 		}

@@ -150,19 +150,18 @@ func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
 		if s.over() {
 			return opened{}, ErrSessionClosed
 		}
-		ch, reqs, err := s.client.OpenChannel(t.typ, t.payload)
-		return s.opened(t, opened{ch, reqs, err})
+		return s.opened(t, s.openChannel(t))
 	}
 	result := make(chan opened)
 	abandoned := make(chan struct{})
 	ok := s.spawn(func() {
-		ch, reqs, err := s.client.OpenChannel(t.typ, t.payload)
+		r := s.openChannel(t)
 		select {
-		case result <- opened{ch, reqs, err}:
+		case result <- r:
 		case <-abandoned:
-			if err == nil {
-				ch.Close()
-				ssh.DiscardRequests(reqs)
+			if r.err == nil {
+				r.ch.Close()
+				ssh.DiscardRequests(r.reqs)
 			}
 		}
 	})
@@ -176,6 +175,14 @@ func (s *Session) openRaw(ctx context.Context, t target) (opened, error) {
 		close(abandoned)
 		return opened{}, wrapf(ctx.Err(), "open %s to %s", t.typ, t.remote)
 	}
+}
+
+// openChannel sends the open for t and waits for the server's answer.
+func (s *Session) openChannel(t target) opened {
+	s.conn.enter()
+	defer s.conn.leave()
+	ch, reqs, err := s.client.OpenChannel(t.typ, t.payload)
+	return opened{ch, reqs, err}
 }
 
 // opened turns the outcome of opening t into openRaw's result.

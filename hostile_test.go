@@ -523,6 +523,23 @@ func TestX11ChannelsRefusedAfterX11Refused(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "nothing was queued")
 }
 
+// withWaitingClient runs serve on a loopback listener with a client
+// connected that has sent hello, and returns serve's error once the client
+// was let go, or an error saying it was not.
+func withWaitingClient(t testing.TB, hello []byte, serve func(net.Listener) error) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c := dialTCP(t, ln.Addr().String())
+	_, err = c.Write(hello)
+	require.NoError(t, err)
+	err = serve(ln)
+	if _, rerr := io.ReadAll(c); rerr != nil {
+		return fmt.Errorf("the waiting client was not let go: %w", rerr)
+	}
+	return err
+}
+
 // TestCallsHonourContextAgainstSilentServer makes every call that waits on
 // the server wait on one that never answers: each must return once its ctx
 // ends, and Close must end everything they left waiting.
@@ -559,6 +576,15 @@ func TestCallsHonourContextAgainstSilentServer(t *testing.T) {
 			return err
 		}},
 		{"CancelForward", func(ctx context.Context) error { return s.CancelForward(ctx, "127.0.0.1", 8080) }},
+		// A client waiting for its channel, which the server never opens,
+		// must not hold up the forward's end, and is let go then.
+		{"ForwardLocal", func(ctx context.Context) error {
+			return withWaitingClient(t, nil, func(ln net.Listener) error { return s.ForwardLocal(ctx, ln, "127.0.0.1:80") })
+		}},
+		{"ServeSOCKS", func(ctx context.Context) error {
+			connect := append([]byte{5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1}, 0, 80)
+			return withWaitingClient(t, connect, func(ln net.Listener) error { return s.ServeSOCKS(ctx, ln) })
+		}},
 		{"ForwardRemote", func(ctx context.Context) error { return s.ForwardRemote(ctx, "127.0.0.1:0", "127.0.0.1:1") }},
 		{"ServeRemote", func(ctx context.Context) error {
 			return s.ServeRemote(ctx, sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:1", MaxConns: 1})

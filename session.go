@@ -22,6 +22,7 @@ import (
 // A Session is safe for concurrent use.
 type Session struct {
 	client  *ssh.Client
+	conn    *gatherConn   // the connection Dial made; nil for a client the caller made
 	done    chan struct{} // closed once the Session is closed or its connection ended
 	ended   sync.Once
 	closing atomic.Bool // Close has begun: errors from here on say the Session closed
@@ -55,6 +56,11 @@ var routed = []string{wire.ForwardedTCPIP, wire.ForwardedStreamLocal, wire.X11}
 // connection. The Session does not take ownership of client until New
 // succeeds; after that, Session.Close closes it.
 func New(client *ssh.Client) (*Session, error) {
+	return newSession(client, nil)
+}
+
+// newSession is New for a client on conn, when Dial made it.
+func newSession(client *ssh.Client, conn *gatherConn) (*Session, error) {
 	if client == nil {
 		return nil, fmt.Errorf("sshfwd: New: nil client")
 	}
@@ -71,6 +77,7 @@ func New(client *ssh.Client) (*Session, error) {
 	}
 	s := &Session{
 		client:   client,
+		conn:     conn,
 		done:     make(chan struct{}),
 		acceptQ:  newQueue(),
 		x11Q:     newQueue(),
@@ -97,29 +104,30 @@ func Dial(ctx context.Context, network, addr string, config *ssh.ClientConfig) (
 	if config.Timeout > 0 {
 		d.Timeout = config.Timeout
 	}
-	conn, err := d.DialContext(ctx, network, addr)
+	c, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, wrapf(err, "dial %s", addr)
 	}
-	return NewClientConn(ctx, conn, addr, config)
+	return NewClientConn(ctx, c, addr, config)
 }
 
-// NewClientConn runs the SSH handshake over conn, a connection to the
-// server at addr that the caller made (a proxy command's pipes, a channel
-// of another Session), authenticates with config and returns a Session
-// for it. ctx bounds the handshake. On success the Session owns conn:
-// Session.Close closes it. On failure conn is closed.
-func NewClientConn(ctx context.Context, conn net.Conn, addr string, config *ssh.ClientConfig) (*Session, error) {
+// NewClientConn runs the SSH handshake over c, a connection to the server
+// at addr that the caller made (a proxy command's pipes, a channel of
+// another Session), authenticates with config and returns a Session for it.
+// ctx bounds the handshake. On success the Session owns c: Session.Close
+// closes it. On failure c is closed.
+func NewClientConn(ctx context.Context, c net.Conn, addr string, config *ssh.ClientConfig) (*Session, error) {
 	if config == nil {
-		conn.Close()
+		c.Close()
 		return nil, fmt.Errorf("sshfwd: NewClientConn: nil ssh.ClientConfig")
 	}
+	conn := gather(c)
 	client, err := handshake(ctx, conn, addr, config)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	s, err := New(client)
+	s, err := newSession(client, conn)
 	if err != nil {
 		client.Close()
 		return nil, err
@@ -266,6 +274,9 @@ const maxUnconfirmed = 128
 
 // unconfirmed implements owner.
 func (s *Session) unconfirmed(delta int64) { s.waiting.Add(delta) }
+
+// gathering implements owner.
+func (s *Session) gathering() *gatherConn { return s.conn }
 
 // route hands each incoming channel to its taker. It never blocks on a
 // taker: a connection whose router stalls stalls every channel on it.

@@ -1,6 +1,7 @@
 package sshfwd
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,8 @@ const socksHandshakeTimeout = 30 * time.Second
 // ssh_channel_open_forward with their own SOCKS code). It accepts clients
 // on ln and serves each in its own goroutine: it reads a SOCKS4, SOCKS4a or
 // SOCKS5 CONNECT request, opens a direct-tcpip channel to the destination
-// with OpenForward, naming the client's address as the originator, answers,
-// and relays data both ways, passing half-closes on.
+// as OpenForward does, naming the client's address as the originator,
+// answers, and relays data both ways, passing half-closes on.
 //
 // Host names are sent to the server unresolved, so the SSH server resolves
 // them (SOCKS4a and socks5h semantics); IP addresses are sent as text.
@@ -61,29 +62,30 @@ func (s *Session) ServeDynamic(ctx context.Context, f DynamicForward) error {
 }
 
 func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
-	var open tunnelSet
-	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
-		if ch := s.socksHandshake(ctx, c); ch != nil {
-			open.relay(c, ch)
-		} else {
-			c.Close()
-		}
+	return s.serveUntil(ctx, f.Listener, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) io.ReadWriteCloser {
+		return s.socksHandshake(ctx, c)
 	})
 }
 
 // socksHandshake reads c's request, opens the channel it asks for and
 // answers; it returns the open channel, or nil when the client was turned
 // away or went away.
-func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
+func (s *Session) socksHandshake(ctx context.Context, c net.Conn) ssh.Channel {
 	ctx, cancel := context.WithTimeout(ctx, socksHandshakeTimeout)
 	defer cancel()
-	if err := c.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
-		return nil
-	}
-	// Stopping must not wait for a client that says nothing.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	// Stopping, or the end of the time the handshake has, must not wait
+	// for a client that says nothing nor for a server that does not answer
+	// the open, which cannot be interrupted: the client is let go.
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	req, err := readSOCKSConnect(c)
+	// The handshake comes in a few pieces, each a few fields that the
+	// parser reads one at a time: buffered, each piece takes one read from
+	// the socket rather than one per field.
+	in := bufio.NewReaderSize(c, socksBufSize)
+	req, err := readSOCKSConnect(struct {
+		io.Reader
+		io.Writer
+	}{in, c})
 	if err != nil {
 		return nil
 	}
@@ -91,16 +93,43 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		originHost, originPort = a.IP.String(), a.Port
 	}
-	ch, err := s.OpenForward(ctx, req.Host, req.Port, originHost, originPort)
+	t, err := tcpTarget(req.Host, req.Port, originHost, originPort)
+	var ch ssh.Channel
+	if err == nil {
+		// Waited for here rather than abandoned when ctx ends, which
+		// saves a goroutine on every open: a client whose time ran out
+		// has been let go meanwhile, and a channel that comes late is
+		// closed.
+		ch, err = s.openTunnel(context.WithoutCancel(ctx), t)
+	}
+	if err == nil && ctx.Err() != nil {
+		ch.Close()
+		return nil
+	}
 	if err != nil {
 		socks.WriteReply(c, req.Version, socksReply(err), netip.AddrPort{})
 		return nil
 	}
-	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || c.SetDeadline(time.Time{}) != nil {
+	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || sendBuffered(ch, in) != nil {
 		ch.Close()
 		return nil
 	}
 	return ch
+}
+
+// socksBufSize is the buffer the SOCKS handshake is read through: more than
+// a SOCKS5 method offer or request, and most SOCKS4a ones, take.
+const socksBufSize = 512
+
+// sendBuffered writes to ch what the client sent after its request and in
+// has read already: data a client sends without waiting for the reply.
+func sendBuffered(ch io.Writer, in *bufio.Reader) error {
+	if in.Buffered() == 0 {
+		return nil
+	}
+	early, _ := in.Peek(in.Buffered())
+	_, err := ch.Write(early)
+	return err
 }
 
 // readSOCKSConnect reads a SOCKS request from c and returns it if it is a
@@ -122,8 +151,8 @@ func readSOCKSConnect(c io.ReadWriter) (*socks.Request, error) {
 	return req, nil
 }
 
-// socksReply chooses the SOCKS5 reply for an OpenForward error. Servers
-// give the reason for a failed connection only as text: OpenSSH sends
+// socksReply chooses the SOCKS5 reply for an error opening the channel.
+// Servers give the reason for a failed connection only as text: OpenSSH sends
 // strerror or gai_strerror of the failure, or a fixed "open failed" or
 // "connect failed".
 func socksReply(err error) socks.Reply {

@@ -254,6 +254,26 @@ func TestServeSOCKSTestServer(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, "pong", string(readN(t, c, 4)))
 	})
+	t.Run("socks5 data before the replies", func(t *testing.T) {
+		// The offer, the request and the first data in one write: what
+		// the proxy reads ahead of the request goes through too.
+		c := dialTCP(t, proxy)
+		_, err := c.Write(append(append([]byte{5, 1, 0, 5, 1, 0}, ipv4Dest(dst)...), "early"...))
+		require.NoError(t, err)
+		assert.Equal(t, []byte{5, 0}, readN(t, c, 2), "method selection")
+		reply := readN(t, c, 10)
+		require.Equal(t, byte(socks5Succeeded), reply[1])
+		assert.Equal(t, "early", string(readN(t, c, 5)))
+	})
+	t.Run("socks4 data before the reply", func(t *testing.T) {
+		c := dialTCP(t, proxy)
+		req := binary.BigEndian.AppendUint16([]byte{4, 1}, uint16(dst.Port))
+		_, err := c.Write(append(append(req, 127, 0, 0, 1), "user\x00early"...))
+		require.NoError(t, err)
+		reply := readN(t, c, 8)
+		require.Equal(t, byte(socks4Granted), reply[1])
+		assert.Equal(t, "early", string(readN(t, c, 5)))
+	})
 	t.Run("socks5 bind", func(t *testing.T) {
 		_, code := socks5(t, proxy, 2, ipv4Dest(dst))
 		assert.Equal(t, byte(socks5CommandNotSupported), code)

@@ -51,26 +51,65 @@ func (s *Session) serveLocal(ctx context.Context, f LocalForward) error {
 	if err != nil {
 		return err
 	}
-	var open tunnelSet
-	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
+	return s.serveUntil(ctx, f.Listener, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) io.ReadWriteCloser {
 		host, port := originOf(c.RemoteAddr())
 		t, err := dest(host, port)
 		if err != nil {
-			c.Close()
-			return
+			return nil
 		}
-		r, err := s.openRaw(ctx, t)
+		// Stopping does not abandon the open: serveUntil closes c, and
+		// the channel, once the server answers, finds the relay closed.
+		// Waiting here saves a goroutine that would watch ctx meanwhile.
+		ch, err := s.openTunnel(context.WithoutCancel(ctx), t)
 		if err != nil {
-			c.Close()
-			return
+			return nil
 		}
-		if !s.spawn(func() { ssh.DiscardRequests(r.reqs) }) {
-			r.ch.Close()
-			c.Close()
-			return
-		}
-		open.relay(r.ch, c)
+		return ch
 	})
+}
+
+// openTunnel opens the channel t describes for one of the forwarding
+// helpers, which relay it with nothing in between: the x/crypto channel
+// itself, not a Channel, whose buffers and goroutines serve deadlines that a
+// relay does not set. Its requests are discarded until it closes.
+func (s *Session) openTunnel(ctx context.Context, t target) (ssh.Channel, error) {
+	r, err := s.openRaw(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if !s.spawn(func() { ssh.DiscardRequests(r.reqs) }) {
+		r.ch.Close()
+		return nil, ErrSessionClosed
+	}
+	if s.conn == nil {
+		return r.ch, nil
+	}
+	return tunnelChannel{r.ch, s.conn}, nil
+}
+
+// tunnelChannel is the x/crypto channel of a tunnel, whose sends the
+// connection's gatherConn counts.
+type tunnelChannel struct {
+	ssh.Channel
+	conn *gatherConn
+}
+
+func (c tunnelChannel) Write(p []byte) (int, error) {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.Write(p)
+}
+
+func (c tunnelChannel) CloseWrite() error {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.CloseWrite()
+}
+
+func (c tunnelChannel) Close() error {
+	c.conn.enter()
+	defer c.conn.leave()
+	return c.Channel.Close()
 }
 
 // ForwardRemote does what ssh -R does: the server listens on remoteAddr,
@@ -152,15 +191,12 @@ func (s *Session) listenRemote(ctx context.Context, remoteAddr string) (*Listene
 func (s *Session) serveListener(ctx context.Context, ln *Listener, lim *limit, connect connectFunc) error {
 	defer ln.Close()
 	ln.full = lim.full
-	var open tunnelSet
-	return s.serveUntil(ctx, ln, &open, lim, func(ctx context.Context, c net.Conn) {
-		ch := c.(*Channel)
-		local, err := connect(ctx, ch)
+	return s.serveUntil(ctx, ln, lim, func(ctx context.Context, c net.Conn) io.ReadWriteCloser {
+		local, err := connect(ctx, c.(*Channel))
 		if err != nil {
-			ch.Close()
-			return
+			return nil
 		}
-		open.relay(ch, local)
+		return local
 	})
 }
 
@@ -188,13 +224,17 @@ func (l *limit) add(n int64) {
 	}
 }
 
-// serveUntil accepts on ln and runs handle for each connection in its own
-// goroutine, until ctx or the Session ends or Accept fails; then it closes
-// what open holds and waits for the handlers. A connection accepted while
-// lim is full is closed at once.
-func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelSet, lim *limit, handle func(context.Context, net.Conn)) error {
+// serveUntil accepts on ln until ctx or the Session ends or Accept fails,
+// and serves each connection in a goroutine of the Session: setup returns
+// the stream to relay it with, or nil to turn it away. Then it closes every
+// connection it accepted and every stream it relays, and waits for the
+// relays. A setup that waits for the server, which an open cannot stop
+// waiting for, may end after that: the stream it returns is closed at once.
+// A connection accepted while lim is full is closed at once.
+func (s *Session) serveUntil(ctx context.Context, ln net.Listener, lim *limit, setup func(context.Context, net.Conn) io.ReadWriteCloser) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var open tunnelSet
 	stop := make(chan struct{})
 	var watcher sync.WaitGroup
 	watcher.Add(1)
@@ -211,7 +251,6 @@ func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelS
 		open.closeAll()
 	}()
 
-	var handlers sync.WaitGroup
 	var err error
 	for {
 		var c net.Conn
@@ -219,22 +258,28 @@ func (s *Session) serveUntil(ctx context.Context, ln net.Listener, open *tunnelS
 		if err != nil {
 			break
 		}
-		if lim.full() {
+		if lim.full() || !open.hold(c) {
 			c.Close()
 			continue
 		}
 		lim.add(1)
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
+		serve := func() {
 			defer lim.add(-1)
-			handle(ctx, c)
-		}()
+			if far := setup(ctx, c); far != nil {
+				open.relay(c, far)
+			} else {
+				open.drop(c)
+			}
+		}
+		if !s.spawn(serve) {
+			lim.add(-1)
+			open.drop(c)
+		}
 	}
 	close(stop)
 	watcher.Wait()
 	open.closeAll()
-	handlers.Wait()
+	open.wait()
 	if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
 		d.SetDeadline(time.Time{})
 	}
@@ -291,16 +336,40 @@ func originOf(a net.Addr) (string, int) {
 	return "127.0.0.1", 0
 }
 
-// tunnelSet is the set of streams the forwarding helpers are relaying, so
-// that they can all be closed at once.
+// tunnelSet is the set of connections a forwarding helper accepted and of
+// the streams it relays them with, so that they can all be closed at once.
 type tunnelSet struct {
 	mu     sync.Mutex // guards open and closed
 	open   map[io.Closer]struct{}
 	closed bool
+	relays sync.WaitGroup // relay calls that have not returned
 }
 
-// relay copies between a and b until both directions end, unless the set
-// was closed already, in which case it closes both at once.
+// hold adds c to the set, unless the set was closed.
+func (t *tunnelSet) hold(c io.Closer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	if t.open == nil {
+		t.open = make(map[io.Closer]struct{})
+	}
+	t.open[c] = struct{}{}
+	return true
+}
+
+// drop closes c, which hold added, and forgets it.
+func (t *tunnelSet) drop(c io.Closer) {
+	t.mu.Lock()
+	delete(t.open, c)
+	t.mu.Unlock()
+	c.Close()
+}
+
+// relay copies between a, which hold added, and b until both directions
+// end, unless the set was closed already, in which case it closes both at
+// once.
 func (t *tunnelSet) relay(a, b io.ReadWriteCloser) {
 	t.mu.Lock()
 	if t.closed {
@@ -309,11 +378,10 @@ func (t *tunnelSet) relay(a, b io.ReadWriteCloser) {
 		b.Close()
 		return
 	}
-	if t.open == nil {
-		t.open = make(map[io.Closer]struct{})
-	}
-	t.open[a], t.open[b] = struct{}{}, struct{}{}
+	t.open[b] = struct{}{}
+	t.relays.Add(1)
 	t.mu.Unlock()
+	defer t.relays.Done()
 	relay.Relay(a, b)
 	t.mu.Lock()
 	delete(t.open, a)
@@ -321,7 +389,7 @@ func (t *tunnelSet) relay(a, b io.ReadWriteCloser) {
 	t.mu.Unlock()
 }
 
-// closeAll closes every stream in the set and every one added later.
+// closeAll closes everything in the set, and everything added later.
 func (t *tunnelSet) closeAll() {
 	t.mu.Lock()
 	t.closed = true
@@ -332,6 +400,9 @@ func (t *tunnelSet) closeAll() {
 		c.Close()
 	}
 }
+
+// wait waits for the relays in progress; closeAll ends them.
+func (t *tunnelSet) wait() { t.relays.Wait() }
 
 // DialSSH connects to the SSH server at addr through this one and returns a
 // Session to it, as ssh -J does: the new connection runs inside a

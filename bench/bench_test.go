@@ -24,6 +24,8 @@ var (
 	warmup      = flag.Duration("sshfwd.warmup", time.Second, "how long BenchmarkConcurrent lets the streams run before it measures")
 	window      = flag.Duration("sshfwd.window", 3*time.Second, "how long BenchmarkConcurrent measures")
 	idleConns   = flag.Int("sshfwd.idle", 10000, "idle connections BenchmarkIdleHeap holds open")
+	slowBytes   = flag.Int64("sshfwd.slow", 128<<20, "bytes of the stream in BenchmarkSlowLink")
+	linkDelay   = flag.Duration("sshfwd.delay", 25*time.Millisecond, "how long BenchmarkSlowLink's link holds bytes each way")
 	reverse     = flag.Bool("sshfwd.reverse", false, "run what each benchmark compares in the opposite order (bench/run does so every other round)")
 )
 
@@ -77,61 +79,56 @@ var clients = map[string]func(b testing.TB, addr string, cfg *ssh.ClientConfig) 
 }
 
 // streams sends b.N streams of *streamBytes to a Sink, one at a time, each
-// on a conn from open, and reports MB/s. With withCPU, for a client that
-// runs in this process, it also reports the CPU time this process spent per
-// byte (cpu-ns/B): the client's work plus the writer's and the Sink's,
-// which are the same whatever the client.
-func streams(b *testing.B, withCPU bool, open func() (net.Conn, error)) {
-	stream(b, withCPU, bench.Blast, open)
+// on a conn from open, and reports MB/s and, with cpu, the CPU time per byte
+// (cpu-ns/B) that cpu counts.
+func streams(b *testing.B, cpu func(testing.TB) time.Duration, open func() (net.Conn, error)) {
+	stream(b, *streamBytes, cpu, bench.Blast, open)
 }
 
-// stream is streams with send, Blast or Pour, for the way bytes are sent.
-func stream(b *testing.B, withCPU bool, send func(net.Conn, int64) error, open func() (net.Conn, error)) {
-	b.SetBytes(*streamBytes)
+// stream is streams of n bytes each with send, Blast or Pour, for the way
+// bytes are sent.
+func stream(b *testing.B, n int64, cpu func(testing.TB) time.Duration, send func(net.Conn, int64) error, open func() (net.Conn, error)) {
+	var used time.Duration
+	b.SetBytes(n)
 	b.ResetTimer()
-	cpu := cpuTime(b)
+	if cpu != nil {
+		used = cpu(b)
+	}
 	for range b.N {
 		c, err := open()
 		require.NoError(b, err)
-		err = send(c, *streamBytes)
+		err = send(c, n)
 		c.Close()
 		require.NoError(b, err)
 	}
 	b.StopTimer()
-	cpu = cpuTime(b) - cpu
-	if !withCPU {
-		return
+	if cpu != nil {
+		used = cpu(b) - used
+		b.ReportMetric(float64(used.Nanoseconds())/float64(int64(b.N)*n), "cpu-ns/B")
 	}
-	b.ReportMetric(float64(cpu.Nanoseconds())/float64(int64(b.N)**streamBytes), "cpu-ns/B")
 }
 
-// BenchmarkLocalForward compares ForwardLocal with OpenSSH's ssh -N -L: the
-// same sshd, the same cipher, and one stream of *streamBytes written into
-// the local port by this process and counted by a Sink of this process, so
-// that writer and sink cost both sides the same.
+// dialer returns a func that connects to addr.
+func dialer(addr string) func() (net.Conn, error) {
+	return func() (net.Conn, error) { return net.Dial("tcp", addr) }
+}
+
+// BenchmarkLocalForward compares ForwardLocal with OpenSSH's ssh -N -L, each
+// in a process of its own: the same sshd, the same cipher, and one stream of
+// *streamBytes written into the local port by this process and counted by a
+// Sink of this process, so that writer and sink cost both sides the same.
+// Besides MB/s it reports the CPU time per byte of the forwarding process
+// alone (cpu-ns/B), which does not depend on who wins the two cores; sshfwd
+// on one thread (oneCPU) runs alongside for reference.
 func BenchmarkLocalForward(b *testing.B) {
 	peers.Require(b, peers.SSHDBin, peers.SSHBin)
 	d := startSSHD(b)
 	sink := newSink(b)
-	dialLocal := func(addr string) func() (net.Conn, error) {
-		return func() (net.Conn, error) { return net.Dial("tcp", addr) }
-	}
-	impls := []struct {
-		name    string
-		forward func(b *testing.B, cipher string) (addr string)
-	}{
-		{"sshfwd", func(b *testing.B, cipher string) string {
-			return forwardLocal(b, dial(b, d.Addr, withCipher(d.ClientConfig(), cipher)), sink.Addr().String())
-		}},
-		{"openssh", func(b *testing.B, cipher string) string {
-			return opensshForward(b, d, cipher, sink.Addr().String())
-		}},
-	}
 	for _, c := range ciphers {
-		for _, impl := range inOrder(impls) {
+		for _, impl := range inOrder(slices.Concat(forwarders, []forwarderImpl{oneCPU})) {
 			b.Run("cipher="+c.short+"/impl="+impl.name, func(b *testing.B) {
-				// ssh's work is not this process's: no CPU figure.
-				streams(b, false, dialLocal(impl.forward(b, c.name)))
+				f := impl.start(b, d, d.Addr, c.name, sink.Addr().String())
+				streams(b, f.cpu, dialer(f.addr))
 			})
 		}
 	}
@@ -140,7 +137,9 @@ func BenchmarkLocalForward(b *testing.B) {
 // BenchmarkStream sends one stream of *streamBytes on a forwarded channel
 // to a Sink: an OpenForward Channel against the conn of x/crypto's
 // Client.Dial through sshd, and the same OpenForward client with sshtest as
-// the server (in a process of its own, as sshd is) against sshd.
+// the server (in a process of its own, as sshd is) against sshd. The CPU
+// time per byte is this process's: the client's work, and the writer's and
+// the Sink's, which are the same whatever the client.
 func BenchmarkStream(b *testing.B) {
 	d := startSSHD(b)
 	testAddr, testConfig := startSSHTest(b)
@@ -158,7 +157,7 @@ func BenchmarkStream(b *testing.B) {
 		for _, v := range inOrder(variants) {
 			b.Run("cipher="+c.short+"/server="+v.server+"/client="+v.client, func(b *testing.B) {
 				o := clients[v.client](b, v.addr, withCipher(v.config, c.name))
-				streams(b, true, func() (net.Conn, error) { return o.open(port) })
+				streams(b, cpuTime, func() (net.Conn, error) { return o.open(port) })
 			})
 		}
 	}
@@ -175,7 +174,7 @@ func BenchmarkCopy(b *testing.B) {
 		for _, client := range inOrder([]string{"sshfwd", "xcrypto"}) {
 			b.Run("cipher="+c.short+"/client="+client, func(b *testing.B) {
 				o := clients[client](b, d.Addr, withCipher(d.ClientConfig(), c.name))
-				stream(b, true, bench.Pour, func() (net.Conn, error) { return o.open(port) })
+				stream(b, *streamBytes, cpuTime, bench.Pour, func() (net.Conn, error) { return o.open(port) })
 			})
 		}
 	}
@@ -296,8 +295,7 @@ func BenchmarkChannelOpen(b *testing.B) {
 				}
 				b.StopTimer()
 				b.ReportMetric(total/float64(b.N), "mean-us")
-				b.ReportMetric(bench.Percentile(took, 50), "p50-us")
-				b.ReportMetric(bench.Percentile(took, 99), "p99-us")
+				reportLatency(b, took)
 			})
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/bench"
 	"github.com/sshfwd/sshfwd/internal/peers"
+	"github.com/sshfwd/sshfwd/internal/relay"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -41,10 +43,14 @@ const roleEnv = "SSHFWD_BENCH_ROLE"
 // role accepts.
 const keyEnv = "SSHFWD_BENCH_KEY"
 
+// forwardEnv holds, JSON-encoded, the forwardSpec of the forwarder role.
+const forwardEnv = "SSHFWD_BENCH_FORWARD"
+
 var roles = map[string]func(in *bufio.Scanner) error{
-	"sshtest": serveSSHTest,
-	"greeter": serveGreeter,
-	"visitor": visitGreeters,
+	"sshtest":   serveSSHTest,
+	"greeter":   serveGreeter,
+	"visitor":   visitGreeters,
+	"forwarder": serveForward,
 }
 
 func TestMain(m *testing.M) {
@@ -100,6 +106,120 @@ func serveSSHTest(in *bufio.Scanner) error {
 	for in.Scan() {
 	}
 	return nil
+}
+
+// forwardSpec is what the forwarder role forwards, and through which SSH
+// server.
+type forwardSpec struct {
+	Client  string // "xcrypto" for the reference, x/crypto's Client.Dial; else sshfwd
+	Server  string // the SSH server's address, or a Delay's in front of it
+	User    string
+	KeyFile string // the client key, in OpenSSH's format
+	HostKey string // the server's public key, in authorized_keys format
+	Cipher  string
+	Target  string // ForwardLocal's remote address; "" serves SOCKS instead
+}
+
+// clientConfig returns the client configuration spec describes.
+func (spec forwardSpec) clientConfig() (*ssh.ClientConfig, error) {
+	pem, err := os.ReadFile(spec.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, err
+	}
+	hostKey, _, _, _, err := ssh.ParseAuthorizedKey([]byte(spec.HostKey))
+	if err != nil {
+		return nil, err
+	}
+	return &ssh.ClientConfig{
+		User:            spec.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: ssh.FixedHostKey(hostKey),
+		Config:          ssh.Config{Ciphers: []string{spec.Cipher}},
+		Timeout:         peers.StartTimeout,
+	}, nil
+}
+
+// serveForward runs ForwardLocal, or ServeSOCKS, on a loopback port as
+// forwardEnv says, and says the port's address: sshfwd in a process of its
+// own, as ssh -L and ssh -D are, so that what its forwarding costs is
+// measured alone. For the reference client it forwards with x/crypto's
+// Client.Dial instead.
+func serveForward(in *bufio.Scanner) error {
+	var spec forwardSpec
+	if err := json.Unmarshal([]byte(os.Getenv(forwardEnv)), &spec); err != nil {
+		return err
+	}
+	cfg, err := spec.clientConfig()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	if spec.Client == "xcrypto" {
+		c, err := ssh.Dial("tcp", spec.Server, cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		go func() { done <- forwardXCrypto(c, ln, spec.Target) }()
+		stop = func() {
+			c.Close()
+			ln.Close()
+		}
+	} else {
+		s, err := sshfwd.Dial(ctx, "tcp", spec.Server, cfg)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		go func() {
+			if spec.Target == "" {
+				done <- s.ServeSOCKS(ctx, ln)
+			} else {
+				done <- s.ForwardLocal(ctx, ln, spec.Target)
+			}
+		}()
+	}
+	fmt.Println(ln.Addr())
+	for in.Scan() {
+	}
+	stop()
+	if err := <-done; !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// forwardXCrypto forwards every connection accepted on ln to target through
+// c as plainly as x/crypto allows, with Client.Dial and the relay sshfwd
+// uses, until Accept fails; then it waits for the relays, which end with c.
+func forwardXCrypto(c *ssh.Client, ln net.Listener, target string) error {
+	var relays sync.WaitGroup
+	defer relays.Wait()
+	for {
+		local, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		relays.Go(func() {
+			remote, err := c.Dial("tcp", target)
+			if err != nil {
+				local.Close()
+				return
+			}
+			relay.Relay(local, remote)
+		})
+	}
 }
 
 // serveGreeter runs a Greeter and says its address.
@@ -340,15 +460,74 @@ func forwardLocal(b testing.TB, s *sshfwd.Session, remote string) string {
 	return ln.Addr().String()
 }
 
-// opensshForward runs ssh -N -L with cipher from a free loopback port to
-// remote through d, waits until the port answers and returns its address; a
-// cleanup kills ssh by its PID.
-func opensshForward(b testing.TB, d *peers.SSHD, cipher, remote string) string {
+// A forwarder is a process that forwards a loopback port through an SSH
+// server: OpenSSH's ssh -N with -L or -D, or sshfwd's ForwardLocal or
+// ServeSOCKS in this test binary started again in the forwarder role.
+type forwarder struct {
+	addr string // the port it forwards
+	pid  int
+}
+
+// A forwarderImpl starts a forwarder through d, connecting to server
+// (d.Addr, or a Delay in front of it) with cipher, that forwards its port to
+// target, or serves SOCKS there when target is empty. A cleanup stops it.
+type forwarderImpl struct {
+	name  string
+	start func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder
+}
+
+// forwarders are what the benchmarks compare: sshfwd and OpenSSH's ssh.
+var forwarders = []forwarderImpl{
+	{"sshfwd", childForwarder("sshfwd")},
+	{"openssh", startOpenSSH},
+}
+
+// References that tell where a difference comes from. oneCPU is sshfwd
+// running Go on one thread at a time, as ssh runs, which leaves out what
+// the Go scheduler costs in handing goroutines between threads; xcrypto is
+// x/crypto's own Client.Dial with the same relay, which shows what any
+// forwarder built on x/crypto costs. It serves no SOCKS.
+var (
+	oneCPU  = forwarderImpl{"sshfwd-gomaxprocs1", childForwarder("sshfwd", "GOMAXPROCS=1")}
+	xcrypto = forwarderImpl{"xcrypto", childForwarder("xcrypto")}
+)
+
+// childForwarder returns how to start this test binary in the forwarder
+// role with client, with env added to its environment.
+func childForwarder(client string, env ...string) func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
+	return func(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
+		b.Helper()
+		spec, err := json.Marshal(forwardSpec{
+			Client:  client,
+			Server:  server,
+			User:    d.User,
+			KeyFile: d.KeyFile,
+			HostKey: string(ssh.MarshalAuthorizedKey(d.HostKey)),
+			Cipher:  cipher,
+			Target:  target,
+		})
+		require.NoError(b, err)
+		c, addr := startChild(b, "forwarder", append(env, forwardEnv+"="+string(spec))...)
+		return forwarder{addr: addr, pid: c.cmd.Process.Pid}
+	}
+}
+
+// startOpenSSH runs ssh -N with -L or -D from a free loopback port, waits
+// until the port answers and returns it; a cleanup kills ssh by its PID.
+func startOpenSSH(b testing.TB, d *peers.SSHD, server, cipher, target string) forwarder {
 	b.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(b))
-	args := append(d.SSHArgs(), "-N", "-c", cipher, "-o", "ExitOnForwardFailure=yes",
-		"-L", addr+":"+remote, "127.0.0.1")
-	cmd := peers.SSHCommand(b, context.Background(), args...)
+	forward := []string{"-D", addr}
+	if target != "" {
+		forward = []string{"-L", addr + ":" + target}
+	}
+	_, port, err := net.SplitHostPort(server)
+	require.NoError(b, err)
+	// ssh takes the first -p it is given, so this one overrides SSHArgs',
+	// and the alias finds sshd's key in known_hosts whatever the port.
+	args := append([]string{"-p", port, "-o", fmt.Sprintf("HostKeyAlias=[127.0.0.1]:%d", d.Port)}, d.SSHArgs()...)
+	args = append(append(args, "-N", "-c", cipher, "-o", "ExitOnForwardFailure=yes"), forward...)
+	cmd := peers.SSHCommand(b, context.Background(), append(args, "127.0.0.1")...)
 	cmd.Stderr = os.Stderr
 	require.NoError(b, cmd.Start())
 	exited := make(chan struct{})
@@ -365,17 +544,43 @@ func opensshForward(b testing.TB, d *peers.SSHD, cipher, remote string) string {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			return addr
+			return forwarder{addr: addr, pid: cmd.Process.Pid}
 		}
 		select {
 		case <-exited:
-			b.Fatalf("bench: ssh -L exited before listening on %s", addr)
+			b.Fatalf("bench: ssh %s exited before listening", forward[0])
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("bench: ssh -L did not listen on %s in %v", addr, peers.StartTimeout)
+			b.Fatalf("bench: ssh %s did not listen on %s in %v", forward[0], addr, peers.StartTimeout)
 		}
 	}
+}
+
+// cpu returns the CPU time, user and system, the forwarder has used.
+func (f forwarder) cpu(b testing.TB) time.Duration {
+	return procCPU(b, f.pid)
+}
+
+// procCPU returns the CPU time, user and system, that process pid has used,
+// from /proc/PID/stat, in clock ticks of 10 ms (Linux's USER_HZ is 100 for
+// user space on every architecture Go runs on).
+func procCPU(b testing.TB, pid int) time.Duration {
+	b.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(b, err)
+	// The name in parentheses may hold spaces; the fields after it start
+	// with the third, the state. utime and stime are the 14th and 15th.
+	_, rest, ok := strings.Cut(string(stat), ") ")
+	f := strings.Fields(rest)
+	require.True(b, ok && len(f) > 12, "bench: /proc/%d/stat: %q", pid, stat)
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		require.NoError(b, err)
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // newSink starts a Sink that a cleanup closes.

@@ -1,13 +1,16 @@
 package bench
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ChunkSize is how much Blast and Flood write at a time: the buffer size of
@@ -300,6 +303,103 @@ func Visit(c net.Conn) error {
 		return fmt.Errorf("bench: read the acknowledgement: %w", err)
 	}
 	return nil
+}
+
+// PingSize is the size of the requests of the request/response and
+// connection-rate benchmarks: a small RPC, a health check, a cache lookup.
+const PingSize = 64
+
+// Ping sends c, a connection to an echo server, a request of PingSize bytes
+// and reads the echo back.
+func Ping(c net.Conn) error {
+	if _, err := c.Write(zeros[:PingSize]); err != nil {
+		return fmt.Errorf("bench: send the request: %w", err)
+	}
+	var answer [PingSize]byte
+	if _, err := io.ReadFull(c, answer[:]); err != nil {
+		return fmt.Errorf("bench: read the echo: %w", err)
+	}
+	return nil
+}
+
+// Delay is a Server that relays each connection to a target, holding what
+// it carries for a fixed time in each direction: a long link on loopback,
+// with the loopback's bandwidth and a round trip of twice the delay. EOF is
+// passed on, delayed like the data.
+type Delay struct{ *Server }
+
+// NewDelay starts a Delay to target that holds bytes for d each way.
+func NewDelay(target string, d time.Duration) (*Delay, error) {
+	s, err := Serve(func(c net.Conn) {
+		t, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer t.Close()
+		var wg sync.WaitGroup
+		wg.Go(func() { late(t, c, d) })
+		late(c, t, d)
+		wg.Wait()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Delay{s}, nil
+}
+
+// piece is what one read of late's source returned, and when it is due.
+type piece struct {
+	data []byte
+	err  error
+	due  time.Time
+}
+
+// late copies src to dst, each read passed on d after it returned; src's
+// EOF becomes dst's CloseWrite, and any other end closes both, which ends
+// the other direction too. A goroutine reads while late writes, so that the
+// delay adds to the time a byte takes and not to the time between reads: as
+// much is in flight as the peers allow.
+func late(dst, src net.Conn, d time.Duration) {
+	pieces := make(chan piece, 4096) // more reads than a round trip of any link here holds
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			select {
+			case pieces <- piece{bytes.Clone(buf[:n]), err, time.Now().Add(d)}:
+			case <-stop:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	for p := range pieces {
+		time.Sleep(time.Until(p.due))
+		var err error
+		if len(p.data) > 0 {
+			_, err = dst.Write(p.data)
+		}
+		if err == nil && p.err != nil {
+			err = p.err
+			if errors.Is(err, io.EOF) {
+				err = dst.(closeWriter).CloseWrite()
+				if err == nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			src.Close()
+			dst.Close()
+			return
+		}
+	}
 }
 
 // Mem is the part of the runtime's memory statistics that the idle-heap

@@ -1,10 +1,13 @@
 package bench_test
 
 import (
+	"io"
 	"math"
 	"net"
+	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -100,4 +103,32 @@ func TestGreeterVisit(t *testing.T) {
 	require.NoError(t, bench.Visit(c))
 	assert.Equal(t, 1, g.Open())
 	c.Close()
+}
+
+// TestDelay checks the long link of BenchmarkSlowLink: a round trip through
+// a Delay to an echo server takes at least twice its delay, and EOF comes
+// through.
+func TestDelay(t *testing.T) {
+	const d = 20 * time.Millisecond
+	link, err := bench.NewDelay(newEcho(t).String(), d)
+	require.NoError(t, err)
+	defer link.Close()
+	c, err := net.Dial("tcp", link.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	start := time.Now()
+	require.NoError(t, bench.Ping(c))
+	assert.GreaterOrEqual(t, time.Since(start), 2*d)
+	require.NoError(t, c.(*net.TCPConn).CloseWrite())
+	n, err := c.Read(make([]byte, 1))
+	assert.Equal(t, 0, n)
+	assert.Equal(t, io.EOF, err)
+}
+
+// TestProcCPU checks that procCPU reads what getrusage says of this
+// process, to its 10 ms ticks.
+func TestProcCPU(t *testing.T) {
+	for start := time.Now(); time.Since(start) < 50*time.Millisecond; {
+	}
+	assert.InDelta(t, cpuTime(t).Seconds(), procCPU(t, os.Getpid()).Seconds(), 0.02)
 }

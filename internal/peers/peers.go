@@ -208,9 +208,12 @@ func (p *proc) stop(sig os.Signal, grace time.Duration) {
 var errExited = errors.New("process exited")
 
 // waitReady polls ready until it returns nil, the process exits (errExited)
-// or StartTimeout passes.
+// or StartTimeout passes. It polls often at first and less from then on, so
+// that a peer that starts in a few milliseconds is not reported late: how
+// long a peer takes to start is measured (bench's BenchmarkFirstRoundTrip).
 func waitReady(p *proc, ready func() error) error {
 	deadline := time.Now().Add(StartTimeout)
+	pause := time.Millisecond
 	var last error
 	for {
 		if p.exited() {
@@ -222,6 +225,7 @@ func waitReady(p *proc, ready func() error) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not ready after %v: %v", StartTimeout, last)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 20*time.Millisecond)
 	}
 }
