@@ -63,7 +63,7 @@ func (s *Session) ServeDynamic(ctx context.Context, f DynamicForward) error {
 func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
 	var open tunnelSet
 	return s.serveUntil(ctx, f.Listener, &open, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) {
-		if ch := s.socksHandshake(ctx, c); ch != nil {
+		if ch := s.socksHandshake(ctx, c, f.OpenFailedCallback); ch != nil {
 			open.relay(c, ch)
 		} else {
 			c.Close()
@@ -73,8 +73,9 @@ func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
 
 // socksHandshake reads c's request, opens the channel it asks for and
 // answers; it returns the open channel, or nil when the client was turned
-// away or went away.
-func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
+// away or went away. A channel that does not open is also told to
+// openFailedCallback.
+func (s *Session) socksHandshake(ctx context.Context, c net.Conn, openFailedCallback func(net.Conn, error)) *Channel {
 	ctx, cancel := context.WithTimeout(ctx, socksHandshakeTimeout)
 	defer cancel()
 	if err := c.SetDeadline(time.Now().Add(socksHandshakeTimeout)); err != nil {
@@ -94,6 +95,7 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) *Channel {
 	ch, err := s.OpenForward(ctx, req.Host, req.Port, originHost, originPort)
 	if err != nil {
 		socks.WriteReply(c, req.Version, socksReply(err), netip.AddrPort{})
+		openFailed(ctx, openFailedCallback, c, err)
 		return nil
 	}
 	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || c.SetDeadline(time.Time{}) != nil {

@@ -61,6 +61,7 @@ func (s *Session) serveLocal(ctx context.Context, f LocalForward) error {
 		}
 		r, err := s.openRaw(ctx, t)
 		if err != nil {
+			openFailed(ctx, f.OpenFailedCallback, c, err)
 			c.Close()
 			return
 		}
