@@ -68,6 +68,12 @@ type Options struct {
 	// Logf, if not nil, receives the warnings ssh prints: a host key
 	// added to known_hosts, an identity file that cannot be used.
 	Logf func(format string, args ...any)
+
+	// Debugf, if not nil, receives what ssh -v tells of connecting: the
+	// address connected to, a failed attempt before the next, the
+	// ProxyJump host or ProxyCommand gone through, the ControlMaster
+	// ridden, and the authentication method that logged in.
+	Debugf func(format string, args ...any)
 }
 
 // Strict is the value of StrictHostKeyChecking: what to do with a host
