@@ -271,7 +271,7 @@ func (sv *Supervisor) redial(ctx context.Context) (*Session, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		sv.logf("reconnect failed: %v; retrying in %s", err, seconds(sv.backoff(attempt+1)))
+		sv.logf("reconnect failed: %s; retrying in %s", unprefixed(err), seconds(sv.backoff(attempt+1)))
 	}
 }
 
@@ -286,7 +286,7 @@ func (sv *Supervisor) dialFirst(ctx context.Context) (*Session, error) {
 			return s, err
 		}
 		wait := sv.backoff(attempt)
-		sv.logf("connection attempt %d of %d failed: %v; retrying in %s", attempt+1, attempts, err, seconds(wait))
+		sv.logf("connection attempt %d of %d failed: %s; retrying in %s", attempt+1, attempts, unprefixed(err), seconds(wait))
 		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
@@ -619,12 +619,14 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session, static []*supervise
 		if ctx.Err() != nil || s.over() {
 			return
 		}
-		sv.logf("%s failed: %v", what, err)
-		if sv.ExitOnForwardFailure {
-			select {
-			case failed <- wrap(what, err):
-			default:
-			}
+		if !sv.ExitOnForwardFailure {
+			sv.logf("%s failed: %s", what, unprefixed(err))
+			return
+		}
+		// The failure is Run's error, which the caller reports.
+		select {
+		case failed <- wrap(what, err):
+		default:
 		}
 	}}
 	sv.begin(ph, static)
@@ -704,7 +706,7 @@ func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteFor
 			return err
 		}
 		wait := sv.backoff(attempt)
-		sv.logf("remote forward %s failed: %v; retrying in %s", f, err, seconds(wait))
+		sv.logf("remote forward %s failed: %s; retrying in %s", f, unprefixed(err), seconds(wait))
 		if !sleep(ctx, wait) {
 			return nil
 		}

@@ -340,16 +340,19 @@ func TestSupervisorExitOnForwardFailure(t *testing.T) {
 	forwards := []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:9"}}
 
 	t.Run("exit", func(t *testing.T) {
-		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, ExitOnForwardFailure: true})
+		log := &logLines{t: t}
+		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, ExitOnForwardFailure: true, Logf: log.Logf})
 		err := sv.Run(testContext(t))
 		require.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 		assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:0 -> 127.0.0.1:9"), err.Error())
+		assert.Zero(t, log.count("failed"), "the failure is Run's error, not also a line of the log")
 	})
 	t.Run("retry", func(t *testing.T) {
 		log := &logLines{t: t}
 		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, Logf: log.Logf})
 		done := runSupervisor(t, sv)
 		require.Eventually(t, func() bool { return log.count("remote forward 127.0.0.1:0 -> 127.0.0.1:9 failed") >= 3 }, testTimeout, 10*time.Millisecond)
+		assert.Zero(t, log.count("sshfwd:"), "the lines do not repeat the errors' prefix")
 		select {
 		case err := <-done:
 			t.Fatalf("Run returned: %v", err)
