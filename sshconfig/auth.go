@@ -95,6 +95,18 @@ func (c *Config) auth() (*authSetup, error) {
 	return a, nil
 }
 
+// DefaultIdentityFiles returns the key files that are tried when no
+// IdentityFile is given, as ssh tries them: ~/.ssh/id_rsa, id_ecdsa and
+// the others, in ssh's order, in the home directory c was resolved with.
+// Those that do not exist are skipped quietly.
+func (c *Config) DefaultIdentityFiles() []string {
+	var files []string
+	for _, name := range defaultIdentities {
+		files = append(files, filepath.Join(c.home, ".ssh", name))
+	}
+	return files
+}
+
 // keyCache holds the identities once read, so that a reconnect neither
 // reads the files again nor asks for a passphrase given before.
 type keyCache struct {
@@ -180,10 +192,7 @@ func (c *Config) signers(a *authSetup) ([]ssh.Signer, error) {
 func (c *Config) identities() []identity {
 	files, given := c.IdentityFiles, true
 	if len(files) == 0 {
-		given = false
-		for _, name := range defaultIdentities {
-			files = append(files, filepath.Join(c.home, ".ssh", name))
-		}
+		files, given = c.DefaultIdentityFiles(), false
 	}
 	var ids []identity
 	for _, f := range files {
