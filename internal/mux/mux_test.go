@@ -303,15 +303,36 @@ func TestClientAndServer(t *testing.T) {
 
 func TestServerRefusesSessions(t *testing.T) {
 	path := startServer(t, &fakeHandler{})
-	for _, typ := range []Type{NewSession, NewStdioFwd, Proxy} {
-		c := dialClient(t, path)
-		r, err := c.Do(Message{Type: typ})
+	c := rawConn(t, path)
+	_, err := Read(c)
+	require.NoError(t, err)
+	require.NoError(t, Write(c, &Message{Type: Hello, Version: Version}))
+	for i, tc := range []struct {
+		typ Type
+		fds int
+	}{{NewSession, 3}, {NewStdioFwd, 2}} {
+		require.NoError(t, Write(c, &Message{Type: tc.typ, ID: uint32(i)}))
+		// What stands for the descriptors: a byte each.
+		_, err := c.Write(make([]byte, tc.fds))
+		require.NoError(t, err)
+		r, err := Read(c)
 		require.NoError(t, err)
 		assert.Equal(t, Failure, r.Type)
-		assert.Contains(t, r.Reason, "sshfwd's master")
-		_, err = c.Do(Message{Type: AliveCheck})
-		assert.Error(t, err, "%#08x: the connection ends with the refusal, before file descriptors come", uint32(typ))
+		assert.Equal(t, uint32(i), r.ID)
+		assert.Contains(t, r.Reason, "sshfwd's master opens no sessions")
 	}
+	require.NoError(t, Write(c, &Message{Type: AliveCheck, ID: 7}))
+	r, err := Read(c)
+	require.NoError(t, err)
+	assert.Equal(t, Alive, r.Type, "the connection goes on after a refusal, the descriptors read")
+
+	p := dialClient(t, path)
+	r, err = p.Do(Message{Type: Proxy})
+	require.NoError(t, err)
+	assert.Equal(t, Failure, r.Type)
+	assert.Contains(t, r.Reason, "proxy mode")
+	_, err = p.Do(Message{Type: AliveCheck})
+	assert.Error(t, err, "a client that asked for proxy mode speaks SSH next: the connection ends")
 }
 
 // rawConn connects to path and returns the connection, for speaking the

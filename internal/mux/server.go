@@ -2,6 +2,7 @@ package mux
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -135,6 +136,9 @@ func (s *Server) serve(c net.Conn) {
 		if err != nil {
 			return
 		}
+		if n := passedFDs[req.Type]; n > 0 && !discardFDs(c, n) {
+			return
+		}
 		reply, more := s.answer(req)
 		if reply.Type != 0 {
 			reply.ID = req.ID
@@ -179,15 +183,29 @@ func (s *Server) answer(req Message) (reply Message, more bool) {
 		}
 		return Message{Type: OK}, true
 	case NewSession, NewStdioFwd:
-		// The client sends its file descriptors next, which would be
-		// read as messages: the connection ends with the refusal.
-		return failure("sshfwd's master opens no sessions; run ssh or sshfwd on its own for them"), false
+		return failure("sshfwd's master opens no sessions; run ssh or sshfwd on its own for them"), true
 	case Proxy:
 		return failure("sshfwd's master does not offer proxy mode"), false
 	case Hello:
 		return Message{}, false
 	}
 	return failure("unsupported request"), true
+}
+
+// passedFDs says how many file descriptors a client passes after a
+// request, over the socket, before it reads the answer: stdin, stdout
+// and, for a session, stderr.
+var passedFDs = map[Type]int{NewSession: 3, NewStdioFwd: 2}
+
+// discardFDs reads the n file descriptors a client passes: each comes
+// with one byte of data, and reading the byte without asking for the
+// descriptor closes it. It reports false for a client that sends nothing
+// in time.
+func discardFDs(c net.Conn, n int) bool {
+	c.SetReadDeadline(time.Now().Add(helloTimeout))
+	defer c.SetReadDeadline(time.Time{})
+	_, err := io.ReadFull(c, make([]byte, n))
+	return err == nil
 }
 
 // valid checks f as OpenSSH's master checks a forward request: a known
