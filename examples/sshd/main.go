@@ -26,16 +26,15 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshfwd/sshfwd/examples/internal/exampleflag"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "sshd:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stdout, nil)
+	stop()
+	os.Exit(exampleflag.Status("sshd", err, os.Stderr))
 }
 
 // run serves until ctx ends. It sends the server's address on ready, if not
@@ -45,7 +44,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready chan<- string)
 	addr := fs.String("addr", "127.0.0.1:2022", "address to listen on")
 	authorized := fs.String("authorized-keys", "", "OpenSSH authorized_keys file of the keys to accept (required)")
 	hostKeyFile := fs.String("host-key", "", "OpenSSH private host key; created if the file does not exist; empty: a fresh key each run")
-	if err := fs.Parse(args); err != nil {
+	if err := exampleflag.Parse(fs, args); err != nil {
 		return err
 	}
 	if *authorized == "" {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -148,4 +149,6 @@ func TestBadArguments(t *testing.T) {
 	} {
 		assert.Error(t, run(context.Background(), args, io.Discard, nil), "%q", args)
 	}
+	assert.ErrorContains(t, run(context.Background(), []string{"-authorized-keys", empty, "stray"}, io.Discard, nil), "takes flags only")
+	assert.ErrorIs(t, run(context.Background(), []string{"-h"}, io.Discard, nil), flag.ErrHelp, "which exits 0")
 }
