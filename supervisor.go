@@ -66,6 +66,28 @@ type RemoteForward struct {
 	// server's new ones are refused with ResourceShortage. Zero means no
 	// bound, as ssh.
 	MaxConns int
+	// ConnectFailedCallback, if not nil, is told why LocalAddr could not
+	// be connected to for a connection the server forwarded, which is
+	// then closed: ssh reports these as "connect_to host port n: failed".
+	// It may be called from several goroutines at once, and not once the
+	// forward is stopping; a SOCKS forward does not call it.
+	ConnectFailedCallback func(err error)
+}
+
+// connector returns how f's channels are connected here, telling
+// ConnectFailedCallback of each failure.
+func (f RemoteForward) connector() (connectFunc, error) {
+	connect, err := localConnector(f.LocalAddr)
+	if err != nil || f.LocalAddr == "" || f.ConnectFailedCallback == nil {
+		return connect, err
+	}
+	return func(ctx context.Context, ch *Channel) (net.Conn, error) {
+		c, err := connect(ctx, ch)
+		if err != nil && ctx.Err() == nil {
+			f.ConnectFailedCallback(err)
+		}
+		return c, err
+	}, nil
 }
 
 // String describes f for logs and errors: "remote -> local", or
@@ -572,7 +594,7 @@ func (sv *Supervisor) run(ctx context.Context, ph *phase, f *supervised, granted
 	case f.dynamic != nil:
 		what, err = "dynamic forward "+f.dynamic.Listener.Addr().String(), s.serveDynamic(ctx, *f.dynamic)
 	case granted != nil:
-		connect, _ := localConnector(f.remote.LocalAddr)
+		connect, _ := f.remote.connector()
 		what, err = "remote forward "+f.remote.String(), s.serveListener(ctx, granted, newLimit(f.remote.MaxConns), connect)
 	default:
 		what, err = "remote forward "+f.remote.String(), sv.remoteForward(ctx, s, *f.remote)
@@ -677,7 +699,7 @@ func connEnd(err error) error {
 // ExitOnForwardFailure makes the refusal the error returned. The callbacks
 // hear of each grant and refusal.
 func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteForward) error {
-	connect, err := localConnector(f.LocalAddr)
+	connect, err := f.connector()
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -660,5 +661,45 @@ func TestOpenFailedCallback(t *testing.T) {
 			assert.Equal(t, ssh.ConnectionFailed, oce.Reason, from)
 		}
 		assert.Equal(t, "127.0.0.1", f.conn.RemoteAddr().(*net.TCPAddr).IP.String(), "the accepted connection is named")
+	}
+}
+
+func TestConnectFailedCallback(t *testing.T) {
+	srv := newServer(t, nil)
+	failures := make(chan error, 2)
+	closed := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	allocated := make(chan int, 1)
+	sv := &sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+		},
+		RemoteForwards: []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: closed,
+			ConnectFailedCallback: func(err error) { failures <- err }}},
+		AllocatedPortCallback: func(_ sshfwd.RemoteForward, port int) { allocated <- port },
+	}
+	runSupervisor(t, sv)
+	port := receiveInt(t, allocated)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	require.NoError(t, err)
+	defer c.Close()
+	select {
+	case err := <-failures:
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+	case <-time.After(testTimeout):
+		t.Fatal("the failed connection was not reported")
+	}
+	n, _ := c.Read(make([]byte, 1))
+	assert.Zero(t, n, "the forwarded connection is closed")
+}
+
+// receiveInt waits for a value on ch.
+func receiveInt(t *testing.T, ch <-chan int) int {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatal("nothing received")
+		return 0
 	}
 }

@@ -99,7 +99,7 @@ func (s *Session) ServeRemote(ctx context.Context, f RemoteForward) error {
 
 // serveRemote asks for the remote forward f and serves it.
 func (s *Session) serveRemote(ctx context.Context, f RemoteForward) error {
-	connect, err := localConnector(f.LocalAddr)
+	connect, err := f.connector()
 	if err != nil {
 		return wrap("local address", err)
 	}
