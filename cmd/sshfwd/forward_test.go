@@ -23,6 +23,7 @@ import (
 	"github.com/sshfwd/sshfwd/internal/peers"
 	"github.com/sshfwd/sshfwd/internal/relay"
 	"github.com/sshfwd/sshfwd/internal/testnet"
+	"github.com/sshfwd/sshfwd/sshconfig"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -331,4 +332,13 @@ func TestSystemdUnitLine(t *testing.T) {
 	eventuallyRoundTrip(t, "tcp", local(port), []byte("systemd"))
 	assert.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} Connected to `, p.stderr.String(), "journald gets timestamps: stderr is not a terminal")
 	assert.Equal(t, 0, p.stop(t), "SIGTERM is a clean exit")
+}
+
+func TestDialTimeout(t *testing.T) {
+	c, err := sshconfig.Resolve("host", &sshconfig.Options{ConfigFile: "none", Overrides: []string{"ConnectionAttempts=3", "ConnectTimeout=10"}})
+	require.NoError(t, err)
+	assert.Equal(t, 3*11*time.Second+30*time.Second, dialTimeout(c), "every attempt, the pauses between, and the handshake")
+	c, err = sshconfig.Resolve("host", &sshconfig.Options{ConfigFile: "none"})
+	require.NoError(t, err)
+	assert.Equal(t, time.Minute+time.Second, dialTimeout(c))
 }

@@ -91,7 +91,11 @@ func (fw *forwarder) addLocal(f forward) error {
 // the server chose for port 0.
 func (fw *forwarder) addRemote(ctx context.Context, f forward) (int, error) {
 	fw.log.Debugf("Remote connections from %s forwarded to local address %s", describe(f.Listen), remoteTarget(f))
-	port, remove, err := fw.sv.AddRemoteForward(ctx, remoteForward(f))
+	rf := sshfwd.RemoteForward{RemoteAddr: f.Listen.String(), ConnectFailedCallback: fw.connectFailed(f)}
+	if !f.SOCKS {
+		rf.LocalAddr = f.Connect.String()
+	}
+	port, remove, err := fw.sv.AddRemoteForward(ctx, rf)
 	if err != nil {
 		return 0, err
 	}
@@ -99,13 +103,17 @@ func (fw *forwarder) addRemote(ctx context.Context, f forward) (int, error) {
 	return port, nil
 }
 
-// remoteForward is f as the Supervisor takes it.
-func remoteForward(f forward) sshfwd.RemoteForward {
-	rf := sshfwd.RemoteForward{RemoteAddr: f.Listen.String()}
-	if !f.SOCKS {
-		rf.LocalAddr = f.Connect.String()
+// connectFailed returns what logs, in ssh's words, a connection that a
+// remote forward f could not make here.
+func (fw *forwarder) connectFailed(f forward) func(error) {
+	return func(err error) {
+		if f.Connect.Path != "" {
+			fw.log.Infof("connect to %s port -2 failed: %s", f.Connect.Path, strerror(err))
+			return
+		}
+		fw.log.Infof("connect_to %s port %d: failed.", f.Connect.Host, f.Connect.Port)
+		fw.log.Debugf("connect_to %s: %v", f.Connect, err)
 	}
-	return rf
 }
 
 // remoteTarget names where a remote forward's connections go, as ssh does.

@@ -60,10 +60,9 @@ func TestVerbose(t *testing.T) {
 	d := startSSHD(t)
 	closed := peers.FreePort(t)
 	port, socks := peers.FreePort(t), peers.FreePort(t)
-	target := hashServer(t)
 	c := start(t, append(sshArgs(d), "-v", "-C", "-A", "-o", "Tunnel=yes",
 		"-L", fmt.Sprintf("%d:127.0.0.1:%d", port, closed), "-D", strconv.Itoa(socks),
-		"-R", "0:127.0.0.1:"+strconv.Itoa(target), "127.0.0.1")...)
+		"-R", "0:127.0.0.1:"+strconv.Itoa(closed), "127.0.0.1")...)
 	allocated := c.waitLine(t, `Allocated port (\d+) for remote forward`)[1]
 
 	conn, err := net.Dial("tcp", local(port))
@@ -85,11 +84,11 @@ func TestVerbose(t *testing.T) {
 		fmt.Sprintf("debug1: Local connections to LOCALHOST:%d forwarded to remote address 127.0.0.1:%d", port, closed),
 		fmt.Sprintf("debug1: Local forwarding listening on 127.0.0.1 port %d.", port),
 		fmt.Sprintf("debug1: Local connections to LOCALHOST:%d forwarded to remote address socks:0", socks),
-		fmt.Sprintf("debug1: Remote connections from LOCALHOST:0 forwarded to local address 127.0.0.1:%d", target),
+		fmt.Sprintf("debug1: Remote connections from LOCALHOST:0 forwarded to local address 127.0.0.1:%d", closed),
 		fmt.Sprintf("debug1: Connecting to 127.0.0.1 [127.0.0.1] port %d.", d.Port),
 		fmt.Sprintf(`debug1: Authenticated to 127.0.0.1 ([127.0.0.1]:%d) using "publickey".`, d.Port),
-		fmt.Sprintf("debug1: remote forward success for: listen localhost:0, connect 127.0.0.1:%d", target),
-		fmt.Sprintf("Allocated port %s for remote forward to 127.0.0.1:%d", allocated, target),
+		fmt.Sprintf("debug1: remote forward success for: listen localhost:0, connect 127.0.0.1:%d", closed),
+		fmt.Sprintf("Allocated port %s for remote forward to 127.0.0.1:%d", allocated, closed),
 		fmt.Sprintf("debug1: Connection to LOCALHOST:%d forwarding to 127.0.0.1:%d requested.", port, closed),
 		fmt.Sprintf("debug1: channel %d: new [direct-tcpip]", first),
 		fmt.Sprintf("channel %d: open failed: connect failed: Connection refused", first),
@@ -98,6 +97,11 @@ func TestVerbose(t *testing.T) {
 	for _, w := range want {
 		assert.Contains(t, got, w)
 	}
+
+	conn, err = net.Dial("tcp", "127.0.0.1:"+allocated)
+	require.NoError(t, err)
+	conn.Close()
+	c.waitLine(t, fmt.Sprintf(`connect_to 127\.0\.0\.1 port %d: failed\.\n`, closed))
 
 	sc := socks5Request(t, local(socks), closed)
 	assert.Equal(t, byte(5), sc[1], "the SOCKS client hears: connection refused")

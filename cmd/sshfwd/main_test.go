@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -22,7 +21,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"golang.org/x/crypto/ssh"
 
 	"github.com/sshfwd/sshfwd/internal/peers"
 	"github.com/sshfwd/sshfwd/internal/testnet"
@@ -374,22 +372,4 @@ func sshOutput(t *testing.T, args ...string) (string, error) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
-}
-
-// readLines returns a reader's lines as they come, until it ends.
-func readLines(r io.Reader) <-chan string {
-	ch := make(chan string)
-	go func() {
-		defer close(ch)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			ch <- sc.Text()
-		}
-	}()
-	return ch
-}
-
-// hostKeyLine is the known_hosts line of a server at addr.
-func hostKeyLine(addr string, key ssh.PublicKey) string {
-	return addr + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(key)))
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/sshconfig"
@@ -20,6 +21,7 @@ func forwardAll(ctx context.Context, opts *options, cfg *sshconfig.Config, forwa
 	defer terminate()
 	sv := &sshfwd.Supervisor{
 		Dial:                 cfg.Dial,
+		DialTimeout:          dialTimeout(cfg),
 		KeepAliveInterval:    cfg.ServerAliveInterval,
 		KeepAliveCountMax:    cfg.ServerAliveCountMax,
 		ExitOnForwardFailure: cfg.ExitOnForwardFailure,
@@ -31,7 +33,7 @@ func forwardAll(ctx context.Context, opts *options, cfg *sshconfig.Config, forwa
 	up := &readiness{pending: map[string]bool{}, ready: backgroundReady(keepStderr, log)}
 	for _, f := range forwards {
 		if f.Kind == 'R' {
-			up.expect(remoteForward(f))
+			up.expect(f.Listen.String())
 			if _, err := fw.addRemote(ctx, f); err != nil {
 				return err
 			}
@@ -83,6 +85,19 @@ func forwardAll(ctx context.Context, opts *options, cfg *sshconfig.Config, forwa
 	return err
 }
 
+// dialTimeout bounds one Dial, which tries to connect ConnectionAttempts
+// times a second apart, each attempt bounded by ConnectTimeout (or the
+// system, which gives up on an unanswered connection after some time),
+// before the handshake and the login.
+func dialTimeout(cfg *sshconfig.Config) time.Duration {
+	const handshake, unbounded = 30 * time.Second, 30 * time.Second
+	attempt := cfg.ConnectTimeout
+	if attempt == 0 {
+		attempt = unbounded
+	}
+	return time.Duration(cfg.ConnectionAttempts)*(attempt+time.Second) + handshake
+}
+
 // notes tells, with -v, of the options read and not acted on, as ssh
 // does not know them all either, and why for those a user would miss.
 func notes(cfg *sshconfig.Config, log *logger) {
@@ -113,7 +128,9 @@ type readiness struct {
 	done      bool
 }
 
-func (r *readiness) expect(f sshfwd.RemoteForward) { r.pending[f.RemoteAddr] = true }
+// expect adds the remote forward listening on remoteAddr to those to
+// wait for.
+func (r *readiness) expect(remoteAddr string) { r.pending[remoteAddr] = true }
 
 // connect records a connection and reports whether it is the first.
 func (r *readiness) connect() bool {
