@@ -84,17 +84,29 @@ func TestBackground(t *testing.T) {
 
 func TestBackgroundFailure(t *testing.T) {
 	isolate(t)
-	d := startSSHD(t)
+	d := startSSHD(t, "PermitListen none")
 	known := filepath.Join(t.TempDir(), "known_hosts")
 	require.NoError(t, os.WriteFile(known, nil, 0o600))
-	cmd := exec.Command(sshfwdBinary(t), "-f", "-F", "none", "-p", strconv.Itoa(d.Port), "-i", d.KeyFile,
-		"-o", "UserKnownHostsFile="+known, "-o", "StrictHostKeyChecking=yes", "-L", fmt.Sprintf("%d:127.0.0.1:1", peers.FreePort(t)), "127.0.0.1")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = testTimeout
-	err := cmd.Run()
-	var ee *exec.ExitError
-	require.ErrorAs(t, err, &ee, "the parent reports the failure of the process that would have stayed")
-	assert.Equal(t, exitFailure, ee.ExitCode())
-	assert.Contains(t, stderr.String(), "Host key verification failed.")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown host key", []string{"-o", "UserKnownHostsFile=" + known, "-o", "StrictHostKeyChecking=yes",
+			"-L", fmt.Sprintf("%d:127.0.0.1:1", peers.FreePort(t))}, "Host key verification failed."},
+		{"refused remote forward", []string{"-o", "UserKnownHostsFile=" + d.KnownHosts, "-o", "ExitOnForwardFailure=yes",
+			"-R", "0:127.0.0.1:1"}, "request denied by peer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(sshfwdBinary(t), append([]string{"-f", "-F", "none", "-p", strconv.Itoa(d.Port), "-i", d.KeyFile}, append(tc.args, "127.0.0.1")...)...)
+			var stderr syncBuffer
+			cmd.Stderr = &stderr
+			cmd.WaitDelay = testTimeout
+			err := cmd.Run()
+			var ee *exec.ExitError
+			require.ErrorAs(t, err, &ee, "the parent reports the failure of the process that would have stayed")
+			assert.Equal(t, exitFailure, ee.ExitCode())
+			assert.Contains(t, stderr.String(), tc.want)
+		})
+	}
 }

@@ -65,10 +65,16 @@ func forwardAll(ctx context.Context, opts *options, cfg *sshconfig.Config, forwa
 		}
 	}
 	sv.RemoteForwardCallback = func(f sshfwd.RemoteForward, port int, err error) {
-		defer up.report(f)
 		if err != nil {
+			// With ExitOnForwardFailure the refusal ends Run, and -f's
+			// parent hears of it from the exit of the process that
+			// would have stayed.
+			if !cfg.ExitOnForwardFailure {
+				up.report(f.RemoteAddr)
+			}
 			return
 		}
+		defer up.report(f.RemoteAddr)
 		to := f.LocalAddr
 		if to == "" {
 			to = "socks:0"
@@ -142,10 +148,11 @@ func (r *readiness) connect() bool {
 	return first
 }
 
-// report records the server's answer for f.
-func (r *readiness) report(f sshfwd.RemoteForward) {
+// report records the server's answer for the remote forward listening on
+// remoteAddr.
+func (r *readiness) report(remoteAddr string) {
 	r.mu.Lock()
-	delete(r.pending, f.RemoteAddr)
+	delete(r.pending, remoteAddr)
 	r.mu.Unlock()
 	r.check()
 }
