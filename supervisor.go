@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -763,7 +764,9 @@ func (sv *Supervisor) logf(format string, args ...any) {
 
 // seconds formats d for the log, in seconds to the hundredth: "1.5s".
 func seconds(d time.Duration) string {
-	return strconv.FormatFloat(d.Round(10*time.Millisecond).Seconds(), 'f', -1, 64) + "s"
+	// Rounded as a float, not as a Duration: Seconds of 1.89 s is
+	// 1.8900000000000001.
+	return strconv.FormatFloat(math.Round(d.Seconds()*100)/100, 'f', -1, 64) + "s"
 }
 
 // sleep waits for d, or less if ctx ends first, and reports whether ctx is
