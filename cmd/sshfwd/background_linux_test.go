@@ -58,12 +58,16 @@ func TestBackground(t *testing.T) {
 	logFile := filepath.Join(t.TempDir(), "sshfwd.log")
 	cmd := exec.Command(sshfwdBinary(t), append(sshArgs(d), "-f", "-v", "-E", logFile,
 		"-L", fmt.Sprintf("%d:127.0.0.1:%d", port, target), "-R", "0:127.0.0.1:"+strconv.Itoa(target), "127.0.0.1")...)
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	cmd.WaitDelay = testTimeout
-	err := cmd.Run()
+	// A file, as a terminal is, rather than a pipe that Wait would wait
+	// for the background process to close too.
+	stderr, err := os.Create(filepath.Join(t.TempDir(), "stderr"))
+	require.NoError(t, err)
+	defer stderr.Close()
+	cmd.Stderr = stderr
+	err = cmd.Run()
 	log, _ := os.ReadFile(logFile)
-	require.NoError(t, err, "%s%s", &stderr, log)
+	errs, _ := os.ReadFile(stderr.Name())
+	require.NoError(t, err, "%s%s", errs, log)
 	m := regexp.MustCompile(`debug1: forking to background, pid (\d+)\n`).FindSubmatch(log)
 	require.NotNil(t, m, "%s", log)
 	pid, err := strconv.Atoi(string(m[1]))
@@ -76,7 +80,8 @@ func TestBackground(t *testing.T) {
 	m = regexp.MustCompile(`Allocated port (\d+) for remote`).FindSubmatch(log)
 	require.NotNil(t, m, "the remote forward was granted before the parent returned:\n%s", log)
 	assert.NoError(t, roundTripTo("tcp", "127.0.0.1:"+string(m[1]), []byte("-R in the background")))
-	assert.Empty(t, stderr.String(), "-E takes the lines")
+	errs, _ = os.ReadFile(stderr.Name())
+	assert.Empty(t, errs, "-E takes the lines")
 	sid, err := unix.Getsid(pid)
 	require.NoError(t, err)
 	assert.Equal(t, pid, sid, "the background process leads a session of its own, away from the terminal's")

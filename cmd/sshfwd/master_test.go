@@ -111,6 +111,7 @@ func TestMaster(t *testing.T) {
 
 	assert.Contains(t, sshO("-O", "exit"), "Exit request sent.")
 	assert.Equal(t, 0, c.exitCode(t), "exit is a clean exit")
+	assert.NotContains(t, c.stderr.String(), "Warning", "a master connects by itself, not through its own socket")
 	assert.NoFileExists(t, sock, "the socket goes with the master")
 	refused(t, local(byUs))
 }
