@@ -545,8 +545,16 @@ func TestSupervisorAddAndRemoveForwards(t *testing.T) {
 	removeBefore()
 }
 
+// takenPort returns a loopback port that a listener of the test holds, so
+// that a server on this machine cannot listen there: a forward it refuses.
+func takenPort(t *testing.T) string {
+	t.Helper()
+	return strconv.Itoa(localListener(t).Addr().(*net.TCPAddr).Port)
+}
+
 func TestSupervisorAddRemoteForwardRefused(t *testing.T) {
-	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(_ string, port int) bool { return port == 0 }})
+	srv := newServer(t, nil)
+	taken := takenPort(t)
 	target := tcpServer(t, hashAfterEOF)
 	states := &stateLog{}
 	sv := fastRetries(&sshfwd.Supervisor{
@@ -558,10 +566,10 @@ func TestSupervisorAddRemoteForwardRefused(t *testing.T) {
 	})
 	done := runSupervisor(t, sv)
 	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
-	_, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:1", LocalAddr: target.String()})
+	_, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:" + taken, LocalAddr: target.String()})
 	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 	assert.Nil(t, remove)
-	assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:1 -> "), err.Error())
+	assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:"+taken+" -> "), err.Error())
 	_, _, err = sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:99999"})
 	assert.ErrorIs(t, err, sshfwd.ErrBadAddress)
 	_, err = sv.AddLocalForward(sshfwd.LocalForward{RemoteAddr: "127.0.0.1:1"})
@@ -601,7 +609,8 @@ func (r *remoteOutcomes) get(remoteAddr string) (int, error, bool) {
 }
 
 func TestSupervisorRemoteForwardCallback(t *testing.T) {
-	srv := newServer(t, &sshtest.Config{PermitListenCallback: func(_ string, port int) bool { return port == 0 }})
+	srv := newServer(t, nil)
+	refused := "127.0.0.1:" + takenPort(t)
 	outcomes := &remoteOutcomes{ports: map[string]int{}, errs: map[string]error{}}
 	sv := fastRetries(&sshfwd.Supervisor{
 		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
@@ -609,20 +618,20 @@ func TestSupervisorRemoteForwardCallback(t *testing.T) {
 		},
 		RemoteForwards: []sshfwd.RemoteForward{
 			{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:9"},
-			{RemoteAddr: "127.0.0.1:2", LocalAddr: "127.0.0.1:9"},
+			{RemoteAddr: refused, LocalAddr: "127.0.0.1:9"},
 		},
 		RemoteForwardCallback: outcomes.callback,
 	})
 	runSupervisor(t, sv)
 	require.Eventually(t, func() bool {
 		_, _, granted := outcomes.get("127.0.0.1:0")
-		_, _, refused := outcomes.get("127.0.0.1:2")
-		return granted && refused
+		_, _, denied := outcomes.get(refused)
+		return granted && denied
 	}, testTimeout, 5*time.Millisecond)
 	port, err, _ := outcomes.get("127.0.0.1:0")
 	assert.NoError(t, err)
 	assert.NotZero(t, port, "the port the server chose")
-	_, err, _ = outcomes.get("127.0.0.1:2")
+	_, err, _ = outcomes.get(refused)
 	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 }
 

@@ -149,6 +149,11 @@ func TestBadArguments(t *testing.T) {
 	} {
 		assert.Error(t, run(context.Background(), args, io.Discard, nil), "%q", args)
 	}
-	assert.ErrorContains(t, run(context.Background(), []string{"-authorized-keys", empty, "stray"}, io.Discard, nil), "takes flags only")
+}
+
+func TestFlagsOnly(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "authorized_keys")
+	require.NoError(t, os.WriteFile(keys, []byte("# none\n"), 0o600))
+	assert.ErrorContains(t, run(context.Background(), []string{"-authorized-keys", keys, "stray"}, io.Discard, nil), "takes flags only")
 	assert.ErrorIs(t, run(context.Background(), []string{"-h"}, io.Discard, nil), flag.ErrHelp, "which exits 0")
 }
