@@ -545,31 +545,29 @@ func TestSupervisorAddAndRemoveForwards(t *testing.T) {
 	removeBefore()
 }
 
-// takenPort returns a loopback port that a listener of the test holds, so
-// that a server on this machine cannot listen there: a forward it refuses.
-func takenPort(t *testing.T) string {
+// sshdPermitting starts OpenSSH's sshd letting remote forwards listen on
+// 127.0.0.1:port only, and returns a Dial to it.
+func sshdPermitting(t *testing.T, port int) func(context.Context) (*sshfwd.Session, error) {
 	t.Helper()
-	return strconv.Itoa(localListener(t).Addr().(*net.TCPAddr).Port)
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{Config: []string{"PermitListen 127.0.0.1:" + strconv.Itoa(port)}})
+	return func(ctx context.Context) (*sshfwd.Session, error) {
+		return sshfwd.Dial(ctx, "tcp", d.Addr, d.ClientConfig())
+	}
 }
 
 func TestSupervisorAddRemoteForwardRefused(t *testing.T) {
-	srv := newServer(t, nil)
-	taken := takenPort(t)
+	permitted := peers.FreePort(t)
+	dial := sshdPermitting(t, permitted)
 	target := tcpServer(t, hashAfterEOF)
 	states := &stateLog{}
-	sv := fastRetries(&sshfwd.Supervisor{
-		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
-			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
-		},
-		ExitOnForwardFailure: true,
-		StateCallback:        states.callback,
-	})
+	sv := fastRetries(&sshfwd.Supervisor{Dial: dial, ExitOnForwardFailure: true, StateCallback: states.callback})
 	done := runSupervisor(t, sv)
 	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
-	_, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:" + taken, LocalAddr: target.String()})
-	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
+	_, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()})
+	require.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 	assert.Nil(t, remove)
-	assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:"+taken+" -> "), err.Error())
+	assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:0 -> "), err.Error())
 	_, _, err = sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:99999"})
 	assert.ErrorIs(t, err, sshfwd.ErrBadAddress)
 	_, err = sv.AddLocalForward(sshfwd.LocalForward{RemoteAddr: "127.0.0.1:1"})
@@ -577,9 +575,10 @@ func TestSupervisorAddRemoteForwardRefused(t *testing.T) {
 	_, err = sv.AddDynamicForward(sshfwd.DynamicForward{})
 	assert.ErrorContains(t, err, "nil Listener")
 
-	port, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()})
+	port, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:" + strconv.Itoa(permitted), LocalAddr: target.String()})
 	require.NoError(t, err)
 	defer remove()
+	assert.Equal(t, permitted, port)
 	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(port), []byte("granted"))
 	select {
 	case err := <-done:
@@ -609,28 +608,26 @@ func (r *remoteOutcomes) get(remoteAddr string) (int, error, bool) {
 }
 
 func TestSupervisorRemoteForwardCallback(t *testing.T) {
-	srv := newServer(t, nil)
-	refused := "127.0.0.1:" + takenPort(t)
+	permitted := peers.FreePort(t)
+	granted, refused := "127.0.0.1:"+strconv.Itoa(permitted), "127.0.0.1:0"
 	outcomes := &remoteOutcomes{ports: map[string]int{}, errs: map[string]error{}}
 	sv := fastRetries(&sshfwd.Supervisor{
-		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
-			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
-		},
+		Dial: sshdPermitting(t, permitted),
 		RemoteForwards: []sshfwd.RemoteForward{
-			{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:9"},
+			{RemoteAddr: granted, LocalAddr: "127.0.0.1:9"},
 			{RemoteAddr: refused, LocalAddr: "127.0.0.1:9"},
 		},
 		RemoteForwardCallback: outcomes.callback,
 	})
 	runSupervisor(t, sv)
 	require.Eventually(t, func() bool {
-		_, _, granted := outcomes.get("127.0.0.1:0")
+		_, _, ok := outcomes.get(granted)
 		_, _, denied := outcomes.get(refused)
-		return granted && denied
+		return ok && denied
 	}, testTimeout, 5*time.Millisecond)
-	port, err, _ := outcomes.get("127.0.0.1:0")
+	port, err, _ := outcomes.get(granted)
 	assert.NoError(t, err)
-	assert.NotZero(t, port, "the port the server chose")
+	assert.Equal(t, permitted, port, "the port the server listens on")
 	_, err, _ = outcomes.get(refused)
 	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 }
