@@ -149,7 +149,8 @@ func (st State) String() string {
 // after a loss, connections to the local forwards' listeners are accepted
 // and closed at once, so that clients fail promptly instead of waiting in
 // the backlog. The zero value of every field but Dial is usable. Fields must not
-// change while Run runs.
+// change while Run runs; forwards are added, and removed again, at any time
+// with AddLocalForward, AddRemoteForward and AddDynamicForward.
 type Supervisor struct {
 	// Dial connects a new Session, for the first connection and every
 	// reconnect; ctx bounds one attempt (DialTimeout). It may reach the

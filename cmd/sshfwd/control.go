@@ -93,7 +93,7 @@ func controlForward(c *mux.Client, cancel bool, f forward, stdout io.Writer, log
 		return err
 	case r.Type == mux.OK:
 	case r.Type == mux.RemotePort && !cancel:
-		log.Debugf("Allocated port %d for remote forward to %s", r.Port, remoteTarget(f))
+		log.Debugf("Allocated port %d for remote forward to %s", r.Port, destination(f.to()))
 		fmt.Fprintf(stdout, "%d\n", r.Port)
 	default:
 		return answerError(r)

@@ -60,11 +60,7 @@ func (fw *forwarder) addLocal(f forward) error {
 	if err != nil {
 		return err
 	}
-	to := "socks:0"
-	if !f.SOCKS {
-		to = f.Connect.String()
-	}
-	fw.log.Debugf("Local connections to %s forwarded to remote address %s", describe(f.Listen), to)
+	fw.log.Debugf("Local connections to %s forwarded to remote address %s", describe(f.Listen), destination(f.to()))
 	a := &active{f: f}
 	for _, ln := range lns {
 		cl := &countedListener{Listener: ln, fw: fw, f: f, id: fw.ids.take()}
@@ -73,7 +69,7 @@ func (fw *forwarder) addLocal(f forward) error {
 		if f.SOCKS {
 			remove, err = fw.sv.AddDynamicForward(sshfwd.DynamicForward{Listener: cl, OpenFailedCallback: fw.openFailed})
 		} else {
-			remove, err = fw.sv.AddLocalForward(sshfwd.LocalForward{Listener: cl, RemoteAddr: f.Connect.String(), OpenFailedCallback: fw.openFailed})
+			remove, err = fw.sv.AddLocalForward(sshfwd.LocalForward{Listener: cl, RemoteAddr: f.to(), OpenFailedCallback: fw.openFailed})
 		}
 		if err != nil {
 			cl.Close()
@@ -90,11 +86,8 @@ func (fw *forwarder) addLocal(f forward) error {
 // once while connected, with ctx bounding the wait, and returning the port
 // the server chose for port 0.
 func (fw *forwarder) addRemote(ctx context.Context, f forward) (int, error) {
-	fw.log.Debugf("Remote connections from %s forwarded to local address %s", describe(f.Listen), remoteTarget(f))
-	rf := sshfwd.RemoteForward{RemoteAddr: f.Listen.String(), ConnectFailedCallback: fw.connectFailed(f)}
-	if !f.SOCKS {
-		rf.LocalAddr = f.Connect.String()
-	}
+	fw.log.Debugf("Remote connections from %s forwarded to local address %s", describe(f.Listen), destination(f.to()))
+	rf := sshfwd.RemoteForward{RemoteAddr: f.Listen.String(), LocalAddr: f.to(), ConnectFailedCallback: fw.connectFailed(f)}
 	port, remove, err := fw.sv.AddRemoteForward(ctx, rf)
 	if err != nil {
 		return 0, err
@@ -116,12 +109,13 @@ func (fw *forwarder) connectFailed(f forward) func(error) {
 	}
 }
 
-// remoteTarget names where a remote forward's connections go, as ssh does.
-func remoteTarget(f forward) string {
-	if f.SOCKS {
+// destination names where a forward's connections go, as ssh's messages
+// do: to, or socks:0 for a SOCKS proxy, whose to is "".
+func destination(to string) string {
+	if to == "" {
 		return "socks:0"
 	}
-	return f.Connect.String()
+	return to
 }
 
 // cancel takes the forward set up as f down.

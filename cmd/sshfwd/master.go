@@ -91,7 +91,7 @@ func (h *masterHandler) OpenForward(m mux.Forward) (uint32, error) {
 		return 0, fmt.Errorf("remote port forwarding failed for listen port %d", f.Listen.Port)
 	}
 	if allocated {
-		h.log.Infof("Allocated port %d for remote forward to %s", port, remoteTarget(f))
+		h.log.Infof("Allocated port %d for remote forward to %s", port, destination(f.to()))
 		return uint32(port), nil
 	}
 	return 0, nil
@@ -119,7 +119,7 @@ func describeForward(f forward) string {
 	case 'D':
 		return "dynamic forward " + describe(f.Listen) + " -> *"
 	}
-	return "remote forward " + describe(f.Listen) + " -> " + remoteTarget(f)
+	return "remote forward " + describe(f.Listen) + " -> " + destination(f.to())
 }
 
 // muxKinds maps the forward kinds of the mux protocol to the options.

@@ -75,10 +75,7 @@ func forwardAll(ctx context.Context, opts *options, cfg *sshconfig.Config, forwa
 			return
 		}
 		defer up.report(f.RemoteAddr)
-		to := f.LocalAddr
-		if to == "" {
-			to = "socks:0"
-		}
+		to := destination(f.LocalAddr)
 		log.Debugf("remote forward success for: listen %s, connect %s", f.RemoteAddr, to)
 		if _, p, err := net.SplitHostPort(f.RemoteAddr); err == nil && p == "0" {
 			log.Infof("Allocated port %d for remote forward to %s", port, to)

@@ -34,6 +34,15 @@ type forward struct {
 	SOCKS   bool     // -D, or -R with no destination
 }
 
+// to returns where f's connections go, host:port or a socket path, and ""
+// for a SOCKS proxy, as the Supervisor's forwards name it.
+func (f forward) to() string {
+	if f.SOCKS {
+		return ""
+	}
+	return f.Connect.String()
+}
+
 // defaultBind is the listen address of a forward that names none: loopback,
 // as OpenSSH's GatewayPorts no has it, or every address with -g.
 const defaultBind = "localhost"
