@@ -318,15 +318,15 @@ func TestGatewayPortsAndAddressFamily(t *testing.T) {
 }
 
 // TestSystemdUnitLine runs the line a systemd unit has for ssh, as
-// sshfwd, against a host of ~/.ssh/config.
+// sshfwd, against a host of the configuration; -F keeps the system's
+// ssh_config out of the test.
 func TestSystemdUnitLine(t *testing.T) {
-	home := isolate(t)
+	isolate(t)
 	d := startSSHD(t)
-	require.NoError(t, os.MkdirAll(filepath.Join(home, ".ssh"), 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(home, ".ssh", "config"), []byte(hostBlock(d, "tunnel-host")), 0o600))
+	config := writeConfig(t, hostBlock(d, "tunnel-host"))
 	target := hashServer(t)
 	port := peers.FreePort(t)
-	p := startProcess(t, "-NT", "-o", "ServerAliveInterval=60", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
+	p := startProcess(t, "-F", config, "-NT", "-o", "ServerAliveInterval=60", "-o", "ExitOnForwardFailure=yes", "-o", "BatchMode=yes",
 		"-o", "ConnectTimeout=10", "-L", fmt.Sprintf("%d:127.0.0.1:%d", port, target), "tunnel-host")
 	p.waitLine(t, `Connected to`)
 	eventuallyRoundTrip(t, "tcp", local(port), []byte("systemd"))

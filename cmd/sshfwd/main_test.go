@@ -261,9 +261,12 @@ func socks5Connect(t *testing.T, proxy string, port int) net.Conn {
 // newKey writes a fresh ed25519 key to dir and returns its file and signer.
 var newKey = testnet.KeyFile
 
-// sshArgs are the options that reach an OpenSSH server from peers.
+// sshArgs are the options that reach an OpenSSH server from peers. They
+// name every file read, so that the command run as a process, where the
+// system's directory cannot be replaced, reads nothing of /etc/ssh.
 func sshArgs(d *peers.SSHD) []string {
-	return []string{"-F", "none", "-p", strconv.Itoa(d.Port), "-i", d.KeyFile, "-o", "UserKnownHostsFile=" + d.KnownHosts, "-l", d.User}
+	return []string{"-F", "none", "-p", strconv.Itoa(d.Port), "-i", d.KeyFile,
+		"-o", "UserKnownHostsFile=" + d.KnownHosts, "-o", "GlobalKnownHostsFile=none", "-l", d.User}
 }
 
 // startSSHD starts OpenSSH's sshd, or skips the test without it.
@@ -281,9 +284,10 @@ func writeConfig(t *testing.T, content string) string {
 	return file
 }
 
-// hostBlock is a Host block that reaches d as name.
+// hostBlock is a Host block that reaches d as name, naming every file it
+// reads.
 func hostBlock(d *peers.SSHD, name string) string {
-	return fmt.Sprintf("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  UserKnownHostsFile %s\n",
+	return fmt.Sprintf("Host %s\n  HostName 127.0.0.1\n  Port %d\n  User %s\n  IdentityFile %s\n  UserKnownHostsFile %s\n  GlobalKnownHostsFile none\n",
 		name, d.Port, d.User, d.KeyFile, d.KnownHosts)
 }
 

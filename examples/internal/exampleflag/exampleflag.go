@@ -40,6 +40,10 @@ func Status(name string, err error, stderr io.Writer) int {
 // Server is the SSH server an example uses, named by its -ssh flag, and how
 // to log in to it: -i, -F and -known-hosts.
 type Server struct {
+	// Base is where Dial starts from: the zero value reads the user's
+	// and the system's files, as ssh does; tests point it elsewhere.
+	Base sshconfig.Options
+
 	dest, key, config, known *string
 }
 
@@ -49,7 +53,7 @@ func AddServer(fs *flag.FlagSet) *Server {
 		dest:   fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline"),
 		key:    fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent"),
 		config: fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`),
-		known:  fs.String("known-hosts", "", "known_hosts file that must list the server's host key; empty: those of ssh_config, ~/.ssh/known_hosts by default"),
+		known:  fs.String("known-hosts", "", "the known_hosts file that must list the server's host key; empty: those of ssh_config, ~/.ssh/known_hosts and the system's by default"),
 	}
 }
 
@@ -58,15 +62,17 @@ func (s *Server) Name() string { return *s.dest }
 
 // Dial connects to the server as the sshfwd command does: the agent, the
 // default keys and those of the configuration, known_hosts as the
-// configuration says; -i and -known-hosts come first. Nothing is asked on
-// the terminal, so a host whose key is not known is refused.
+// configuration says; -i comes first, and -known-hosts replaces every
+// known_hosts file. Nothing is asked on the terminal, so a host whose key
+// is not known is refused.
 func (s *Server) Dial(ctx context.Context) (*sshfwd.Session, error) {
-	opts := &sshconfig.Options{ConfigFile: *s.config}
+	opts := s.Base
+	opts.ConfigFile = *s.config
 	if *s.key != "" {
 		opts.IdentityFiles = []string{*s.key}
 	}
 	if *s.known != "" {
-		opts.Overrides = []string{"UserKnownHostsFile=" + *s.known}
+		opts.Overrides = []string{"UserKnownHostsFile=" + *s.known, "GlobalKnownHostsFile=none"}
 	}
-	return sshconfig.Dial(ctx, *s.dest, opts)
+	return sshconfig.Dial(ctx, *s.dest, &opts)
 }

@@ -77,12 +77,14 @@ func TestDialAsTheCommandDoes(t *testing.T) {
 	defer cancel()
 	fs, server := newFlagSet()
 	require.NoError(t, Parse(fs, []string{"-ssh", "lab"}))
+	server.Base.SystemDir = t.TempDir()
 	s, err := server.Dial(ctx)
 	require.NoError(t, err)
 	s.Close()
 
 	fs, server = newFlagSet()
 	require.NoError(t, Parse(fs, []string{"-ssh", "lab", "-known-hosts", filepath.Join(t.TempDir(), "empty")}))
+	server.Base.SystemDir = t.TempDir()
 	_, err = server.Dial(ctx)
 	assert.ErrorContains(t, err, "Host key verification failed", "-known-hosts replaces the configuration's file, and nothing is asked")
 }
