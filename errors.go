@@ -57,6 +57,12 @@ func (e *wrapped) Error() string {
 
 func (e *wrapped) Unwrap() error { return e.err }
 
+// unprefixed is err's message without the "sshfwd: " it begins with, for
+// a log line that says it once, or not at all.
+func unprefixed(err error) string {
+	return strings.TrimPrefix(err.Error(), prefix)
+}
+
 // wrap puts context in front of err, which errors.Is and errors.As still
 // reach.
 func wrap(context string, err error) error {

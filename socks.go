@@ -63,14 +63,15 @@ func (s *Session) ServeDynamic(ctx context.Context, f DynamicForward) error {
 
 func (s *Session) serveDynamic(ctx context.Context, f DynamicForward) error {
 	return s.serveUntil(ctx, f.Listener, newLimit(f.MaxConns), func(ctx context.Context, c net.Conn) io.ReadWriteCloser {
-		return s.socksHandshake(ctx, c)
+		return s.socksHandshake(ctx, c, f.OpenFailedCallback)
 	})
 }
 
 // socksHandshake reads c's request, opens the channel it asks for and
 // answers; it returns the open channel, or nil when the client was turned
-// away or went away.
-func (s *Session) socksHandshake(ctx context.Context, c net.Conn) ssh.Channel {
+// away or went away. A channel that does not open is also told to
+// openFailedCallback.
+func (s *Session) socksHandshake(ctx context.Context, c net.Conn, openFailedCallback func(net.Conn, error)) ssh.Channel {
 	ctx, cancel := context.WithTimeout(ctx, socksHandshakeTimeout)
 	defer cancel()
 	// Stopping, or the end of the time the handshake has, must not wait
@@ -108,6 +109,7 @@ func (s *Session) socksHandshake(ctx context.Context, c net.Conn) ssh.Channel {
 	}
 	if err != nil {
 		socks.WriteReply(c, req.Version, socksReply(err), netip.AddrPort{})
+		openFailed(ctx, openFailedCallback, c, err)
 		return nil
 	}
 	if socks.WriteReply(c, req.Version, socks.Succeeded, netip.AddrPort{}) != nil || sendBuffered(ch, in) != nil {

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +37,21 @@ type LocalForward struct {
 	// MaxConns bounds the connections forwarded at once; beyond it a new
 	// one is closed at once. Zero means no bound, as ssh.
 	MaxConns int
+	// OpenFailedCallback, if not nil, is told of each accepted connection
+	// whose channel through the server could not be opened, with why (a
+	// refusal wraps *ssh.OpenChannelError), before the connection is
+	// closed: ssh reports these as "channel N: open failed". It may be
+	// called from several goroutines at once, and not once the forward
+	// is stopping.
+	OpenFailedCallback func(c net.Conn, err error)
+}
+
+// openFailed tells cb, if not nil, that c's channel could not be opened,
+// unless ctx, the forward's, has ended.
+func openFailed(ctx context.Context, cb func(net.Conn, error), c net.Conn, err error) {
+	if cb != nil && ctx.Err() == nil {
+		cb(c, err)
+	}
 }
 
 // RemoteForward is an ssh -R forward for a Supervisor: the server listens
@@ -50,6 +67,28 @@ type RemoteForward struct {
 	// server's new ones are refused with ResourceShortage. Zero means no
 	// bound, as ssh.
 	MaxConns int
+	// ConnectFailedCallback, if not nil, is told why LocalAddr could not
+	// be connected to for a connection the server forwarded, which is
+	// then closed: ssh reports these as "connect_to host port n: failed".
+	// It may be called from several goroutines at once, and not once the
+	// forward is stopping; a SOCKS forward does not call it.
+	ConnectFailedCallback func(err error)
+}
+
+// connector returns how f's channels are connected here, telling
+// ConnectFailedCallback of each failure.
+func (f RemoteForward) connector() (connectFunc, error) {
+	connect, err := localConnector(f.LocalAddr)
+	if err != nil || f.LocalAddr == "" || f.ConnectFailedCallback == nil {
+		return connect, err
+	}
+	return func(ctx context.Context, ch *Channel) (net.Conn, error) {
+		c, err := connect(ctx, ch)
+		if err != nil && ctx.Err() == nil {
+			f.ConnectFailedCallback(err)
+		}
+		return c, err
+	}, nil
 }
 
 // String describes f for logs and errors: "remote -> local", or
@@ -69,6 +108,10 @@ type DynamicForward struct {
 	// MaxConns bounds the SOCKS clients served at once; beyond it a new
 	// one is disconnected at once. Zero means no bound, as ssh.
 	MaxConns int
+	// OpenFailedCallback, if not nil, is told of each SOCKS client whose
+	// destination's channel could not be opened, with why, once the
+	// client has had its answer; otherwise as in LocalForward.
+	OpenFailedCallback func(c net.Conn, err error)
 }
 
 // State is where a Supervisor's connection stands, as its StateCallback
@@ -106,7 +149,8 @@ func (st State) String() string {
 // after a loss, connections to the local forwards' listeners are accepted
 // and closed at once, so that clients fail promptly instead of waiting in
 // the backlog. The zero value of every field but Dial is usable. Fields must not
-// change while Run runs.
+// change while Run runs; forwards are added, and removed again, at any time
+// with AddLocalForward, AddRemoteForward and AddDynamicForward.
 type Supervisor struct {
 	// Dial connects a new Session, for the first connection and every
 	// reconnect; ctx bounds one attempt (DialTimeout). It may reach the
@@ -153,6 +197,13 @@ type Supervisor struct {
 	// port may differ on every connection.
 	AllocatedPortCallback func(f RemoteForward, port int)
 
+	// RemoteForwardCallback, if not nil, is told how each remote forward
+	// fared on each connection: the port the server listens on (0 for a
+	// socket path) and a nil error once it is granted, or the server's
+	// refusal. It is called from the goroutine that set the forward up,
+	// before its connections are served, so it must return promptly.
+	RemoteForwardCallback func(f RemoteForward, port int, err error)
+
 	// StateCallback, if not nil, is told of every change of the
 	// connection: StateConnecting before each dial, with the error of the
 	// attempt before (nil for the first); StateConnected once a Session is
@@ -165,8 +216,10 @@ type Supervisor struct {
 	// and forward failure. nil keeps Run silent.
 	Logf func(format string, args ...any)
 
-	mu   sync.Mutex // guards live
-	live *Session   // the Session being served; nil while not connected
+	mu    sync.Mutex    // guards the fields below, and the stop and done of every supervised
+	live  *Session      // the Session being served; nil while not connected
+	added []*supervised // the forwards added by the Add methods
+	phase *phase        // how the forwards run now; nil before the first connection, while dialing and after Run
 }
 
 // Session returns the Session Run is serving, or nil while Run is not
@@ -190,22 +243,16 @@ func (sv *Supervisor) Session() *Session {
 // wrong server), and with ExitOnForwardFailure when a forward fails. Later
 // dial failures are logged and retried.
 func (sv *Supervisor) Run(ctx context.Context) error {
-	if err := sv.check(); err != nil {
+	static, err := sv.fieldForwards()
+	if err != nil {
 		return err
 	}
 	s, err := sv.dialFirst(ctx)
 	if err != nil {
 		return err
 	}
-	// Connections made before the first Session wait for it in the
-	// backlog, as they would for ssh; after a loss nobody knows how long
-	// the wait would be, so they are refused until the next Session.
-	refusing := &refusal{}
-	defer func() { refusing.stop() }()
 	for {
-		refusing.stop()
-		lost, err := sv.serve(ctx, s)
-		refusing = sv.refuseLocal()
+		lost, err := sv.serve(ctx, s, static)
 		if err != nil {
 			return err
 		}
@@ -213,24 +260,42 @@ func (sv *Supervisor) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		sv.state(StateLost, lost)
-		for attempt := 0; ; attempt++ {
-			wait := sv.backoff(attempt)
-			if attempt == 0 {
-				sv.logf("connection lost; reconnecting in %s", seconds(wait))
-			}
-			if !sleep(ctx, wait) {
-				return ctx.Err()
-			}
-			sv.state(StateConnecting, err)
-			if s, err = sv.dial(ctx); err == nil {
-				sv.logf("reconnected")
-				break
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			sv.logf("reconnect failed: %v; retrying in %s", err, seconds(sv.backoff(attempt+1)))
+		// Connections made before the first Session wait for it in the
+		// backlog, as they would for ssh; after a loss nobody knows how
+		// long the wait would be, so they are refused until the next
+		// Session.
+		rctx, stop := context.WithCancel(ctx)
+		refusing := &phase{ctx: rctx, cancel: stop}
+		sv.begin(refusing, static)
+		s, err = sv.redial(ctx)
+		sv.end(refusing, nil)
+		if err != nil {
+			return err
 		}
+	}
+}
+
+// redial dials until a Session is up or ctx ends, after a lost connection.
+func (sv *Supervisor) redial(ctx context.Context) (*Session, error) {
+	var err error
+	for attempt := 0; ; attempt++ {
+		wait := sv.backoff(attempt)
+		if attempt == 0 {
+			sv.logf("connection lost; reconnecting in %s", seconds(wait))
+		}
+		if !sleep(ctx, wait) {
+			return nil, ctx.Err()
+		}
+		sv.state(StateConnecting, err)
+		var s *Session
+		if s, err = sv.dial(ctx); err == nil {
+			sv.logf("reconnected")
+			return s, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		sv.logf("reconnect failed: %s; retrying in %s", unprefixed(err), seconds(sv.backoff(attempt+1)))
 	}
 }
 
@@ -245,7 +310,7 @@ func (sv *Supervisor) dialFirst(ctx context.Context) (*Session, error) {
 			return s, err
 		}
 		wait := sv.backoff(attempt)
-		sv.logf("connection attempt %d of %d failed: %v; retrying in %s", attempt+1, attempts, err, seconds(wait))
+		sv.logf("connection attempt %d of %d failed: %s; retrying in %s", attempt+1, attempts, unprefixed(err), seconds(wait))
 		if !sleep(ctx, wait) {
 			return nil, ctx.Err()
 		}
@@ -258,83 +323,97 @@ func (sv *Supervisor) state(st State, err error) {
 	}
 }
 
-// refusal is the accepting and closing of connections to the local
-// listeners while there is no Session to forward them through.
-type refusal struct {
-	lns []net.Listener
-	wg  sync.WaitGroup
+// supervised is one forward Run keeps up, from the fields or added while
+// it runs: exactly one of local, dynamic and remote is set.
+type supervised struct {
+	local   *LocalForward
+	dynamic *DynamicForward
+	remote  *RemoteForward
+
+	// stop ends the goroutine that serves the forward in the current
+	// phase, and done is closed when it has returned; both are nil when
+	// no goroutine was started. They are set and read under the
+	// Supervisor's mu.
+	stop context.CancelFunc
+	done chan struct{}
 }
 
-// refuseLocal starts accepting on every local listener and closing what
-// it accepts, until stop.
-func (sv *Supervisor) refuseLocal() *refusal {
-	r := &refusal{}
-	for _, f := range sv.LocalForwards {
-		r.lns = append(r.lns, f.Listener)
+// listener returns the local listener of a local or dynamic forward, nil
+// for a remote one.
+func (f *supervised) listener() net.Listener {
+	switch {
+	case f.local != nil:
+		return f.local.Listener
+	case f.dynamic != nil:
+		return f.dynamic.Listener
 	}
-	for _, f := range sv.DynamicForwards {
-		r.lns = append(r.lns, f.Listener)
-	}
-	for _, ln := range r.lns {
-		r.wg.Add(1)
-		go func() {
-			defer r.wg.Done()
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
-	}
-	return r
+	return nil
 }
 
-// stop ends the refusing and leaves the listeners ready to accept again.
-// Calling it again does nothing.
-func (r *refusal) stop() {
-	for _, ln := range r.lns {
-		interruptAccept(ln)
-	}
-	r.wg.Wait()
-	for _, ln := range r.lns {
-		if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
-			d.SetDeadline(time.Time{})
-		}
-	}
-	r.lns = nil
+// phase is a stretch of Run in which every forward runs the same way: on a
+// Session, or refusing local connections while there is none.
+type phase struct {
+	ctx    context.Context
+	cancel context.CancelFunc // ends ctx, and the phase
+	s      *Session           // nil while refusing
+	// fail reports a forward that failed on s.
+	fail func(what string, err error)
+	wg   sync.WaitGroup // the goroutines of the phase's forwards
 }
 
-// check reports configuration errors that no reconnect can fix.
-func (sv *Supervisor) check() error {
+// fieldForwards checks the configuration and returns the forwards of the
+// fields.
+func (sv *Supervisor) fieldForwards() ([]*supervised, error) {
 	var errs []error
 	if sv.Dial == nil {
 		errs = append(errs, errors.New("no Dial function"))
 	}
+	var fs []*supervised
 	for _, f := range sv.LocalForwards {
-		if f.Listener == nil {
-			errs = append(errs, fmt.Errorf("local forward to %s: nil Listener", f.RemoteAddr))
-		}
-		if _, err := parseDestination(f.RemoteAddr); err != nil {
-			errs = append(errs, wrapf(err, "local forward to %s", f.RemoteAddr))
-		}
+		errs = append(errs, checkLocal(f))
+		fs = append(fs, &supervised{local: &f})
 	}
 	for _, f := range sv.RemoteForwards {
-		if err := checkListenAddr(f.RemoteAddr); err != nil {
-			errs = append(errs, wrapf(err, "remote forward %s", f))
-		}
-		if _, err := localConnector(f.LocalAddr); err != nil {
-			errs = append(errs, wrapf(err, "remote forward %s", f))
-		}
+		errs = append(errs, checkRemote(f))
+		fs = append(fs, &supervised{remote: &f})
 	}
 	for _, f := range sv.DynamicForwards {
-		if f.Listener == nil {
-			errs = append(errs, errors.New("dynamic forward: nil Listener"))
-		}
+		errs = append(errs, checkDynamic(f))
+		fs = append(fs, &supervised{dynamic: &f})
 	}
 	if err := errors.Join(errs...); err != nil {
-		return wrap("Supervisor", err)
+		return nil, wrap("Supervisor", err)
+	}
+	return fs, nil
+}
+
+// checkLocal, checkRemote and checkDynamic report configuration errors
+// that no reconnect can fix.
+func checkLocal(f LocalForward) error {
+	var errs []error
+	if f.Listener == nil {
+		errs = append(errs, fmt.Errorf("local forward to %s: nil Listener", f.RemoteAddr))
+	}
+	if _, err := parseDestination(f.RemoteAddr); err != nil {
+		errs = append(errs, wrapf(err, "local forward to %s", f.RemoteAddr))
+	}
+	return errors.Join(errs...)
+}
+
+func checkRemote(f RemoteForward) error {
+	var errs []error
+	if err := checkListenAddr(f.RemoteAddr); err != nil {
+		errs = append(errs, wrapf(err, "remote forward %s", f))
+	}
+	if _, err := localConnector(f.LocalAddr); err != nil {
+		errs = append(errs, wrapf(err, "remote forward %s", f))
+	}
+	return errors.Join(errs...)
+}
+
+func checkDynamic(f DynamicForward) error {
+	if f.Listener == nil {
+		return errors.New("dynamic forward: nil Listener")
 	}
 	return nil
 }
@@ -349,6 +428,182 @@ func checkListenAddr(addr string) error {
 		return err
 	}
 	return badAddress(checkString("address", host), checkPort("port", port, 0))
+}
+
+// AddLocalForward adds f to the forwards Run keeps up, as if it were in
+// LocalForwards: at once on the live connection, on every later one, and
+// refusing connections during an outage. It may be called before Run and
+// while Run runs, from any goroutine. remove takes f out again and returns
+// once the connections it forwards are closed; f.Listener stays open, for
+// the caller to close.
+func (sv *Supervisor) AddLocalForward(f LocalForward) (remove func(), err error) {
+	if err := checkLocal(f); err != nil {
+		return nil, wrap("AddLocalForward", err)
+	}
+	return sv.add(&supervised{local: &f}), nil
+}
+
+// AddDynamicForward adds f to the forwards Run keeps up, as if it were in
+// DynamicForwards; it is otherwise AddLocalForward.
+func (sv *Supervisor) AddDynamicForward(f DynamicForward) (remove func(), err error) {
+	if err := checkDynamic(f); err != nil {
+		return nil, wrap("AddDynamicForward", err)
+	}
+	return sv.add(&supervised{dynamic: &f}), nil
+}
+
+// AddRemoteForward adds f to the forwards Run keeps up, as if it were in
+// RemoteForwards. While Run is connected, the server is asked at once and
+// AddRemoteForward waits for its answer until ctx ends: it returns the
+// port the server listens on (0 for a socket path), or its refusal, and
+// then f is not added. While Run is not connected, f is added to be asked
+// for on the next connection, and port is 0. Either way the callbacks hear
+// of f only from the next connection on. remove takes f out again,
+// cancelling it on the server, and returns once the connections it
+// forwards are closed.
+func (sv *Supervisor) AddRemoteForward(ctx context.Context, f RemoteForward) (port int, remove func(), err error) {
+	if err := checkRemote(f); err != nil {
+		return 0, nil, wrap("AddRemoteForward", err)
+	}
+	sv.mu.Lock()
+	ph := sv.phase
+	sv.mu.Unlock()
+	e := &supervised{remote: &f}
+	if ph == nil || ph.s == nil {
+		return 0, sv.add(e), nil
+	}
+	ln, err := ph.s.listenRemote(ctx, f.RemoteAddr)
+	if err != nil {
+		return 0, nil, wrapf(err, "remote forward %s", f)
+	}
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.added = append(sv.added, e)
+	if sv.phase == ph {
+		ph.start(sv, e, ln)
+	} else {
+		// The connection the server granted it on is gone: the next
+		// one asks again.
+		ln.Close()
+	}
+	return ln.f.boundPort(), func() { sv.remove(e) }, nil
+}
+
+// add registers f and starts it in the current phase, if there is one.
+func (sv *Supervisor) add(f *supervised) (remove func()) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.added = append(sv.added, f)
+	if sv.phase != nil {
+		sv.phase.start(sv, f, nil)
+	}
+	return func() { sv.remove(f) }
+}
+
+// remove takes f out of the added forwards and waits for its goroutine to
+// return. Calling it again does nothing.
+func (sv *Supervisor) remove(f *supervised) {
+	sv.mu.Lock()
+	sv.added = slices.DeleteFunc(sv.added, func(g *supervised) bool { return g == f })
+	stop, done := f.stop, f.done
+	f.stop, f.done = nil, nil
+	sv.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// begin makes ph the current phase and starts every forward in it: those
+// of the fields (static) and those added. While refusing, remote forwards
+// have nothing to do.
+func (sv *Supervisor) begin(ph *phase, static []*supervised) {
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	sv.phase = ph
+	for _, f := range slices.Concat(static, sv.added) {
+		ph.start(sv, f, nil)
+	}
+}
+
+// end ends ph and waits for its forwards; none starts in it once end has
+// begun. then, if not nil, runs once they have been told to stop.
+func (sv *Supervisor) end(ph *phase, then func()) {
+	sv.mu.Lock()
+	if sv.phase == ph {
+		sv.phase = nil
+	}
+	sv.mu.Unlock()
+	ph.cancel()
+	if then != nil {
+		then()
+	}
+	ph.wg.Wait()
+}
+
+// start runs f in ph, in a goroutine of ph's that ends when ph's ctx does,
+// or f is removed. granted, if not nil, is f's forward already granted on
+// ph's Session. It is called with sv.mu held.
+func (ph *phase) start(sv *Supervisor, f *supervised, granted *Listener) {
+	if ph.s == nil && f.remote != nil {
+		return
+	}
+	ctx, stop := context.WithCancel(ph.ctx)
+	done := make(chan struct{})
+	f.stop, f.done = stop, done
+	ph.wg.Add(1)
+	go func() {
+		defer ph.wg.Done()
+		defer close(done)
+		defer stop()
+		if ph.s == nil {
+			refuseUntil(ctx, f.listener())
+			return
+		}
+		sv.run(ctx, ph, f, granted)
+	}()
+}
+
+// refuseUntil accepts connections on ln and closes them at once until ctx
+// ends, then leaves ln ready to accept again.
+func refuseUntil(ctx context.Context, ln net.Listener) {
+	stop := context.AfterFunc(ctx, func() { interruptAccept(ln) })
+	defer func() {
+		if !stop() {
+			if d, ok := ln.(interface{ SetDeadline(time.Time) error }); ok {
+				d.SetDeadline(time.Time{})
+			}
+		}
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
+// run serves f on ph's Session until ctx ends, and reports its failure
+// unless f was stopped.
+func (sv *Supervisor) run(ctx context.Context, ph *phase, f *supervised, granted *Listener) {
+	s := ph.s
+	var what string
+	var err error
+	switch {
+	case f.local != nil:
+		what, err = "local forward "+f.local.Listener.Addr().String()+" -> "+f.local.RemoteAddr, s.serveLocal(ctx, *f.local)
+	case f.dynamic != nil:
+		what, err = "dynamic forward "+f.dynamic.Listener.Addr().String(), s.serveDynamic(ctx, *f.dynamic)
+	case granted != nil:
+		connect, _ := f.remote.connector()
+		what, err = "remote forward "+f.remote.String(), s.serveListener(ctx, granted, newLimit(f.remote.MaxConns), connect)
+	default:
+		what, err = "remote forward "+f.remote.String(), sv.remoteForward(ctx, s, *f.remote)
+	}
+	if err != nil && ctx.Err() == nil {
+		ph.fail(what, err)
+	}
 }
 
 // dial calls Dial once, bounded by DialTimeout.
@@ -370,7 +625,7 @@ func (sv *Supervisor) dial(ctx context.Context) (*Session, error) {
 // then closes s and waits for all of them. It returns why the connection
 // was lost, and an error only when Run must stop: ExitOnForwardFailure and a
 // forward failed.
-func (sv *Supervisor) serve(ctx context.Context, s *Session) (lost, err error) {
+func (sv *Supervisor) serve(ctx context.Context, s *Session, static []*supervised) (lost, err error) {
 	sv.mu.Lock()
 	sv.live = s
 	sv.mu.Unlock()
@@ -382,32 +637,31 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) (lost, err error) {
 	sv.state(StateConnected, nil)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// failed has room for one error per goroutine that can send one, so
-	// that none of them waits for serve.
-	failed := make(chan error, len(sv.LocalForwards)+len(sv.RemoteForwards)+len(sv.DynamicForwards))
-	var wg sync.WaitGroup
-	run := func(f func()) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f()
-		}()
-	}
-	fail := func(what string, err error) {
+	// failed keeps the first failure for serve; the others are logged.
+	failed := make(chan error, 1)
+	ph := &phase{ctx: ctx, cancel: cancel, s: s, fail: func(what string, err error) {
 		if ctx.Err() != nil || s.over() {
 			return
 		}
-		sv.logf("%s failed: %v", what, err)
-		if sv.ExitOnForwardFailure {
-			failed <- wrap(what, err)
+		if !sv.ExitOnForwardFailure {
+			sv.logf("%s failed: %s", what, unprefixed(err))
+			return
 		}
-	}
+		// The failure is Run's error, which the caller reports.
+		select {
+		case failed <- wrap(what, err):
+		default:
+		}
+	}}
+	sv.begin(ph, static)
 
-	// timedOut has room for the keepalive's only error, read once serve's
-	// goroutines are done.
+	// timedOut has room for the keepalive's only error, read once the
+	// phase's goroutines are done.
 	timedOut := make(chan error, 1)
 	if sv.KeepAliveInterval >= 0 {
-		run(func() {
+		ph.wg.Add(1)
+		go func() {
+			defer ph.wg.Done()
 			interval := sv.KeepAliveInterval
 			if interval == 0 {
 				interval = defaultKeepAliveInterval
@@ -416,24 +670,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) (lost, err error) {
 				sv.logf("%v", err)
 				timedOut <- err
 			}
-		})
-	}
-	for _, f := range sv.LocalForwards {
-		run(func() {
-			fail("local forward "+f.Listener.Addr().String()+" -> "+f.RemoteAddr, s.serveLocal(ctx, f))
-		})
-	}
-	for _, f := range sv.DynamicForwards {
-		run(func() {
-			fail("dynamic forward "+f.Listener.Addr().String(), s.serveDynamic(ctx, f))
-		})
-	}
-	for _, f := range sv.RemoteForwards {
-		run(func() {
-			if err := sv.remoteForward(ctx, s, f); err != nil {
-				fail("remote forward "+f.String(), err)
-			}
-		})
+		}()
 	}
 
 	select {
@@ -441,9 +678,7 @@ func (sv *Supervisor) serve(ctx context.Context, s *Session) (lost, err error) {
 	case <-ctx.Done():
 	case err = <-failed:
 	}
-	cancel()
-	s.Close()
-	wg.Wait()
+	sv.end(ph, func() { s.Close() })
 	select {
 	case lost = <-timedOut:
 	default:
@@ -463,25 +698,39 @@ func connEnd(err error) error {
 
 // remoteForward sets up f on s and serves it until ctx or s ends. A forward
 // the server refuses is asked for again with backoff, unless
-// ExitOnForwardFailure makes the refusal the error returned.
+// ExitOnForwardFailure makes the refusal the error returned. The callbacks
+// hear of each grant and refusal.
 func (sv *Supervisor) remoteForward(ctx context.Context, s *Session, f RemoteForward) error {
-	connect, err := localConnector(f.LocalAddr)
+	connect, err := f.connector()
 	if err != nil {
 		return err
 	}
 	for attempt := 0; ; attempt++ {
 		ln, err := s.listenRemote(ctx, f.RemoteAddr)
 		if err == nil {
+			port := ln.f.boundPort()
+			if ln.f.unix {
+				port = 0
+			}
 			if !ln.f.unix && ln.f.requested == 0 && sv.AllocatedPortCallback != nil {
-				sv.AllocatedPortCallback(f, ln.f.boundPort())
+				sv.AllocatedPortCallback(f, port)
+			}
+			if sv.RemoteForwardCallback != nil {
+				sv.RemoteForwardCallback(f, port, nil)
 			}
 			return s.serveListener(ctx, ln, newLimit(f.MaxConns), connect)
 		}
-		if sv.ExitOnForwardFailure || ctx.Err() != nil || s.over() {
+		if ctx.Err() != nil || s.over() {
+			return err
+		}
+		if sv.RemoteForwardCallback != nil {
+			sv.RemoteForwardCallback(f, 0, err)
+		}
+		if sv.ExitOnForwardFailure {
 			return err
 		}
 		wait := sv.backoff(attempt)
-		sv.logf("remote forward %s failed: %v; retrying in %s", f, err, seconds(wait))
+		sv.logf("remote forward %s failed: %s; retrying in %s", f, unprefixed(err), seconds(wait))
 		if !sleep(ctx, wait) {
 			return nil
 		}
@@ -516,7 +765,9 @@ func (sv *Supervisor) logf(format string, args ...any) {
 
 // seconds formats d for the log, in seconds to the hundredth: "1.5s".
 func seconds(d time.Duration) string {
-	return strconv.FormatFloat(d.Round(10*time.Millisecond).Seconds(), 'f', -1, 64) + "s"
+	// Rounded as a float, not as a Duration: Seconds of 1.89 s is
+	// 1.8900000000000001.
+	return strconv.FormatFloat(math.Round(d.Seconds()*100)/100, 'f', -1, 64) + "s"
 }
 
 // sleep waits for d, or less if ctx ends first, and reports whether ctx is

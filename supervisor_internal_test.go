@@ -37,6 +37,8 @@ func TestSeconds(t *testing.T) {
 		50 * time.Millisecond:   "0.05s",
 		time.Minute:             "60s",
 		1234 * time.Millisecond: "1.23s",
+		1890 * time.Millisecond: "1.89s",
+		2*time.Second + 1:       "2s",
 	} {
 		assert.Equal(t, want, seconds(d))
 	}

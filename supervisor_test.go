@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -340,16 +341,19 @@ func TestSupervisorExitOnForwardFailure(t *testing.T) {
 	forwards := []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: "127.0.0.1:9"}}
 
 	t.Run("exit", func(t *testing.T) {
-		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, ExitOnForwardFailure: true})
+		log := &logLines{t: t}
+		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, ExitOnForwardFailure: true, Logf: log.Logf})
 		err := sv.Run(testContext(t))
 		require.ErrorIs(t, err, sshfwd.ErrRequestDenied)
 		assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:0 -> 127.0.0.1:9"), err.Error())
+		assert.Zero(t, log.count("failed"), "the failure is Run's error, not also a line of the log")
 	})
 	t.Run("retry", func(t *testing.T) {
 		log := &logLines{t: t}
 		sv := fastRetries(&sshfwd.Supervisor{Dial: dialSrv, RemoteForwards: forwards, Logf: log.Logf})
 		done := runSupervisor(t, sv)
 		require.Eventually(t, func() bool { return log.count("remote forward 127.0.0.1:0 -> 127.0.0.1:9 failed") >= 3 }, testTimeout, 10*time.Millisecond)
+		assert.Zero(t, log.count("sshfwd:"), "the lines do not repeat the errors' prefix")
 		select {
 		case err := <-done:
 			t.Fatalf("Run returned: %v", err)
@@ -457,4 +461,251 @@ func ExampleSupervisor() {
 	// Output:
 	// hello from the far side
 	// context canceled
+}
+
+// switchableDial dials srv, or fails while down is set: an outage the
+// test turns on and off.
+func switchableDial(srv *sshtest.Server, down *atomic.Bool) func(context.Context) (*sshfwd.Session, error) {
+	return func(ctx context.Context) (*sshfwd.Session, error) {
+		if down.Load() {
+			return nil, errors.New("outage")
+		}
+		return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+	}
+}
+
+// dropConnection closes sv's live Session, as a network failure would end
+// it, once there is one.
+func dropConnection(t *testing.T, sv *sshfwd.Supervisor) {
+	t.Helper()
+	require.Eventually(t, func() bool { return sv.Session() != nil }, testTimeout, 5*time.Millisecond)
+	sv.Session().Close()
+	require.Eventually(t, func() bool { return sv.Session() == nil }, testTimeout, 5*time.Millisecond)
+}
+
+func TestSupervisorAddAndRemoveForwards(t *testing.T) {
+	srv := newServer(t, nil)
+	target := tcpServer(t, hashAfterEOF)
+	var down atomic.Bool
+	states := &stateLog{}
+	sv := fastRetries(&sshfwd.Supervisor{Dial: switchableDial(srv, &down), StateCallback: states.callback})
+
+	before := localListener(t)
+	removeBefore, err := sv.AddLocalForward(sshfwd.LocalForward{Listener: before, RemoteAddr: target.String()})
+	require.NoError(t, err)
+	port, removeQueued, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()})
+	require.NoError(t, err)
+	assert.Zero(t, port, "not connected: asked for on the first connection")
+	runSupervisor(t, sv)
+	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	eventuallyRoundTrip(t, before.Addr().String(), []byte("added before Run"))
+
+	during := localListener(t)
+	removeDuring, err := sv.AddLocalForward(sshfwd.LocalForward{Listener: during, RemoteAddr: target.String()})
+	require.NoError(t, err)
+	eventuallyRoundTrip(t, during.Addr().String(), []byte("added while connected"))
+	socksLn := localListener(t)
+	removeSOCKS, err := sv.AddDynamicForward(sshfwd.DynamicForward{Listener: socksLn})
+	require.NoError(t, err)
+	require.NoError(t, socksRoundTrip(socksLn.Addr().String(), target, []byte("SOCKS added")))
+	port, removeRemote, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()})
+	require.NoError(t, err)
+	require.NotZero(t, port, "asked of the live connection's server")
+	remoteAddr := "127.0.0.1:" + strconv.Itoa(port)
+	eventuallyRoundTrip(t, remoteAddr, []byte("remote added"))
+
+	removeRemote()
+	_, err = net.DialTimeout("tcp", remoteAddr, time.Second)
+	assert.Error(t, err, "removing a remote forward cancels it on the server")
+	removeRemote()
+	removeSOCKS()
+	removeQueued()
+
+	down.Store(true)
+	dropConnection(t, sv)
+	refusedPromptly(t, during.Addr().String())
+	outage := localListener(t)
+	_, err = sv.AddLocalForward(sshfwd.LocalForward{Listener: outage, RemoteAddr: target.String()})
+	require.NoError(t, err)
+	refusedPromptly(t, outage.Addr().String())
+	removeDuring()
+	down.Store(false)
+
+	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	eventuallyRoundTrip(t, before.Addr().String(), []byte("after the outage"))
+	eventuallyRoundTrip(t, outage.Addr().String(), []byte("added during the outage"))
+	for _, ln := range []net.Listener{during, socksLn} {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		require.NoError(t, err, "a removed forward's listener stays open")
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = c.Read(make([]byte, 1))
+		assert.True(t, isTimeout(err), "nobody serves a removed forward's listener: %v", err)
+		c.Close()
+	}
+	removeBefore()
+}
+
+// sshdPermitting starts OpenSSH's sshd letting remote forwards listen on
+// 127.0.0.1:port only, and returns a Dial to it.
+func sshdPermitting(t *testing.T, port int) func(context.Context) (*sshfwd.Session, error) {
+	t.Helper()
+	peers.Require(t, peers.SSHDBin)
+	d := peers.StartSSHD(t, peers.SSHDOptions{Config: []string{"PermitListen 127.0.0.1:" + strconv.Itoa(port)}})
+	return func(ctx context.Context) (*sshfwd.Session, error) {
+		return sshfwd.Dial(ctx, "tcp", d.Addr, d.ClientConfig())
+	}
+}
+
+func TestSupervisorAddRemoteForwardRefused(t *testing.T) {
+	permitted := peers.FreePort(t)
+	dial := sshdPermitting(t, permitted)
+	target := tcpServer(t, hashAfterEOF)
+	states := &stateLog{}
+	sv := fastRetries(&sshfwd.Supervisor{Dial: dial, ExitOnForwardFailure: true, StateCallback: states.callback})
+	done := runSupervisor(t, sv)
+	require.NoError(t, states.waitFor(t, sshfwd.StateConnected))
+	_, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:0", LocalAddr: target.String()})
+	require.ErrorIs(t, err, sshfwd.ErrRequestDenied)
+	assert.Nil(t, remove)
+	assert.True(t, strings.HasPrefix(err.Error(), "sshfwd: remote forward 127.0.0.1:0 -> "), err.Error())
+	_, _, err = sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:99999"})
+	assert.ErrorIs(t, err, sshfwd.ErrBadAddress)
+	_, err = sv.AddLocalForward(sshfwd.LocalForward{RemoteAddr: "127.0.0.1:1"})
+	assert.ErrorContains(t, err, "sshfwd: AddLocalForward: local forward to 127.0.0.1:1: nil Listener")
+	_, err = sv.AddDynamicForward(sshfwd.DynamicForward{})
+	assert.ErrorContains(t, err, "nil Listener")
+
+	port, remove, err := sv.AddRemoteForward(testContext(t), sshfwd.RemoteForward{RemoteAddr: "127.0.0.1:" + strconv.Itoa(permitted), LocalAddr: target.String()})
+	require.NoError(t, err)
+	defer remove()
+	assert.Equal(t, permitted, port)
+	eventuallyRoundTrip(t, "127.0.0.1:"+strconv.Itoa(port), []byte("granted"))
+	select {
+	case err := <-done:
+		t.Fatalf("a refused runtime forward stopped Run despite ExitOnForwardFailure: %v", err)
+	default:
+	}
+}
+
+// remoteOutcomes records what RemoteForwardCallback is told.
+type remoteOutcomes struct {
+	mu    sync.Mutex // guards ports and errs
+	ports map[string]int
+	errs  map[string]error
+}
+
+func (r *remoteOutcomes) callback(f sshfwd.RemoteForward, port int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ports[f.RemoteAddr], r.errs[f.RemoteAddr] = port, err
+}
+
+func (r *remoteOutcomes) get(remoteAddr string) (int, error, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	port, ok := r.ports[remoteAddr]
+	return port, r.errs[remoteAddr], ok
+}
+
+func TestSupervisorRemoteForwardCallback(t *testing.T) {
+	permitted := peers.FreePort(t)
+	granted, refused := "127.0.0.1:"+strconv.Itoa(permitted), "127.0.0.1:0"
+	outcomes := &remoteOutcomes{ports: map[string]int{}, errs: map[string]error{}}
+	sv := fastRetries(&sshfwd.Supervisor{
+		Dial: sshdPermitting(t, permitted),
+		RemoteForwards: []sshfwd.RemoteForward{
+			{RemoteAddr: granted, LocalAddr: "127.0.0.1:9"},
+			{RemoteAddr: refused, LocalAddr: "127.0.0.1:9"},
+		},
+		RemoteForwardCallback: outcomes.callback,
+	})
+	runSupervisor(t, sv)
+	require.Eventually(t, func() bool {
+		_, _, ok := outcomes.get(granted)
+		_, _, denied := outcomes.get(refused)
+		return ok && denied
+	}, testTimeout, 5*time.Millisecond)
+	port, err, _ := outcomes.get(granted)
+	assert.NoError(t, err)
+	assert.Equal(t, permitted, port, "the port the server listens on")
+	_, err, _ = outcomes.get(refused)
+	assert.ErrorIs(t, err, sshfwd.ErrRequestDenied)
+}
+
+func TestOpenFailedCallback(t *testing.T) {
+	srv := newServer(t, nil)
+	refused := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: closedPort(t)}
+	type failure struct {
+		conn net.Conn
+		err  error
+	}
+	failures := make(chan failure, 2)
+	record := func(c net.Conn, err error) { failures <- failure{c, err} }
+	local, socksLn := localListener(t), localListener(t)
+	sv := &sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+		},
+		LocalForwards:   []sshfwd.LocalForward{{Listener: local, RemoteAddr: refused.String(), OpenFailedCallback: record}},
+		DynamicForwards: []sshfwd.DynamicForward{{Listener: socksLn, OpenFailedCallback: record}},
+	}
+	runSupervisor(t, sv)
+
+	c, err := net.Dial("tcp", local.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	assert.Error(t, socksRoundTrip(socksLn.Addr().String(), refused, []byte("x")))
+	for _, from := range []string{"local", "SOCKS"} {
+		var f failure
+		select {
+		case f = <-failures:
+		case <-time.After(testTimeout):
+			t.Fatalf("no failure reported for the %s forward", from)
+		}
+		var oce *ssh.OpenChannelError
+		if assert.ErrorAs(t, f.err, &oce, from) {
+			assert.Equal(t, ssh.ConnectionFailed, oce.Reason, from)
+		}
+		assert.Equal(t, "127.0.0.1", f.conn.RemoteAddr().(*net.TCPAddr).IP.String(), "the accepted connection is named")
+	}
+}
+
+func TestConnectFailedCallback(t *testing.T) {
+	srv := newServer(t, nil)
+	failures := make(chan error, 2)
+	closed := "127.0.0.1:" + strconv.Itoa(closedPort(t))
+	allocated := make(chan int, 1)
+	sv := &sshfwd.Supervisor{
+		Dial: func(ctx context.Context) (*sshfwd.Session, error) {
+			return sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
+		},
+		RemoteForwards: []sshfwd.RemoteForward{{RemoteAddr: "127.0.0.1:0", LocalAddr: closed,
+			ConnectFailedCallback: func(err error) { failures <- err }}},
+		AllocatedPortCallback: func(_ sshfwd.RemoteForward, port int) { allocated <- port },
+	}
+	runSupervisor(t, sv)
+	port := receiveInt(t, allocated)
+	c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	require.NoError(t, err)
+	defer c.Close()
+	select {
+	case err := <-failures:
+		assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+	case <-time.After(testTimeout):
+		t.Fatal("the failed connection was not reported")
+	}
+	n, _ := c.Read(make([]byte, 1))
+	assert.Zero(t, n, "the forwarded connection is closed")
+}
+
+// receiveInt waits for a value on ch.
+func receiveInt(t *testing.T, ch <-chan int) int {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		t.Fatal("nothing received")
+		return 0
+	}
 }

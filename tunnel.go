@@ -62,6 +62,7 @@ func (s *Session) serveLocal(ctx context.Context, f LocalForward) error {
 		// Waiting here saves a goroutine that would watch ctx meanwhile.
 		ch, err := s.openTunnel(context.WithoutCancel(ctx), t)
 		if err != nil {
+			openFailed(ctx, f.OpenFailedCallback, c, err)
 			return nil
 		}
 		return ch
@@ -137,7 +138,7 @@ func (s *Session) ServeRemote(ctx context.Context, f RemoteForward) error {
 
 // serveRemote asks for the remote forward f and serves it.
 func (s *Session) serveRemote(ctx context.Context, f RemoteForward) error {
-	connect, err := localConnector(f.LocalAddr)
+	connect, err := f.connector()
 	if err != nil {
 		return wrap("local address", err)
 	}

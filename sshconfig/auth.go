@@ -24,6 +24,29 @@ var defaultIdentities = []string{"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed2551
 type authSetup struct {
 	methods []ssh.AuthMethod
 	agent   io.Closer // the agent connection, if any
+
+	mu   sync.Mutex // guards last
+	last string     // the method x/crypto tried last
+}
+
+// tried records that x/crypto is trying method. It tries the methods one
+// after the other and stops at the first that logs in, so the last one
+// tried is the one that did.
+func (a *authSetup) tried(method string) {
+	a.mu.Lock()
+	a.last = method
+	a.mu.Unlock()
+}
+
+// used returns the method that logged in, once the handshake succeeded:
+// "none" when the server asked for nothing.
+func (a *authSetup) used() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.last == "" {
+		return "none"
+	}
+	return a.last
 }
 
 func (a *authSetup) Close() {
@@ -44,16 +67,24 @@ func (c *Config) auth() (*authSetup, error) {
 			return nil, err
 		}
 		if len(signers) > 0 {
-			a.methods = append(a.methods, ssh.PublicKeys(signers...))
+			a.methods = append(a.methods, ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+				a.tried("publickey")
+				return signers, nil
+			}))
 		}
 	}
 	prompts := !c.BatchMode
 	if cb := c.opts.KeyboardInteractiveCallback; prompts && cb != nil && c.KbdInteractiveAuthentication {
-		a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(cb), c.NumberOfPasswordPrompts))
+		a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.KeyboardInteractive(
+			func(name, instruction string, questions []string, echos []bool) ([]string, error) {
+				a.tried("keyboard-interactive")
+				return cb(name, instruction, questions, echos)
+			}), c.NumberOfPasswordPrompts))
 	}
 	if cb := c.opts.PasswordCallback; prompts && cb != nil && c.PasswordAuthentication {
 		user, host := c.User, c.HostName
 		a.methods = append(a.methods, ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
+			a.tried("password")
 			return cb(user, host)
 		}), c.NumberOfPasswordPrompts))
 	}
@@ -62,6 +93,18 @@ func (c *Config) auth() (*authSetup, error) {
 		return nil, errors.New("sshfwd: no way to log in: no keys in the agent or identity files, and no password or keyboard-interactive callback")
 	}
 	return a, nil
+}
+
+// DefaultIdentityFiles returns the key files that are tried when no
+// IdentityFile is given, as ssh tries them: ~/.ssh/id_rsa, id_ecdsa and
+// the others, in ssh's order, in the home directory c was resolved with.
+// Those that do not exist are skipped quietly.
+func (c *Config) DefaultIdentityFiles() []string {
+	var files []string
+	for _, name := range defaultIdentities {
+		files = append(files, filepath.Join(c.home, ".ssh", name))
+	}
+	return files
 }
 
 // keyCache holds the identities once read, so that a reconnect neither
@@ -149,10 +192,7 @@ func (c *Config) signers(a *authSetup) ([]ssh.Signer, error) {
 func (c *Config) identities() []identity {
 	files, given := c.IdentityFiles, true
 	if len(files) == 0 {
-		given = false
-		for _, name := range defaultIdentities {
-			files = append(files, filepath.Join(c.home, ".ssh", name))
-		}
+		files, given = c.DefaultIdentityFiles(), false
 	}
 	var ids []identity
 	for _, f := range files {
@@ -235,6 +275,12 @@ func (c *Config) certificates(ids []identity) []*ssh.Certificate {
 func (c *Config) logf(format string, args ...any) {
 	if c.opts.Logf != nil {
 		c.opts.Logf(format, args...)
+	}
+}
+
+func (c *Config) debugf(format string, args ...any) {
+	if c.opts.Debugf != nil {
+		c.opts.Debugf(format, args...)
 	}
 }
 

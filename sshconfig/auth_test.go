@@ -210,3 +210,15 @@ func TestAuthMethods(t *testing.T) {
 	assert.Len(t, a.methods, 1)
 	a.Close()
 }
+
+func TestDefaultIdentityFiles(t *testing.T) {
+	opts := testOptions(t)
+	c, err := Resolve("host", opts)
+	require.NoError(t, err)
+	want := []string{"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"}
+	for i := range want {
+		want[i] = filepath.Join(opts.Home, ".ssh", want[i])
+	}
+	assert.Equal(t, want, c.DefaultIdentityFiles(), "ssh's files, in ssh's order, in the home given")
+	assert.Empty(t, c.IdentityFiles)
+}

@@ -68,6 +68,12 @@ type Options struct {
 	// Logf, if not nil, receives the warnings ssh prints: a host key
 	// added to known_hosts, an identity file that cannot be used.
 	Logf func(format string, args ...any)
+
+	// Debugf, if not nil, receives what ssh -v tells of connecting: the
+	// address connected to, a failed attempt before the next, the
+	// ProxyJump host or ProxyCommand gone through, the ControlMaster
+	// ridden, and the authentication method that logged in.
+	Debugf func(format string, args ...any)
 }
 
 // Strict is the value of StrictHostKeyChecking: what to do with a host
@@ -178,24 +184,33 @@ var multiple = map[string]bool{
 	"dynamicforward":  true,
 }
 
-// actedOn are the options Config carries. Host, Match and Include shape
-// the reading itself; IgnoreUnknown is applied as the files are read.
-var actedOn = map[string]bool{
-	"hostname": true, "port": true, "user": true,
-	"identityfile": true, "certificatefile": true, "identitiesonly": true, "identityagent": true,
-	"proxyjump": true, "proxycommand": true,
-	"userknownhostsfile": true, "globalknownhostsfile": true, "stricthostkeychecking": true,
-	"hashknownhosts": true, "hostkeyalias": true,
-	"serveraliveinterval": true, "serveralivecountmax": true, "connecttimeout": true,
-	"connectionattempts": true, "batchmode": true, "addressfamily": true,
-	"ciphers": true, "kexalgorithms": true, "macs": true, "hostkeyalgorithms": true,
-	"pubkeyauthentication": true, "kbdinteractiveauthentication": true,
-	"challengeresponseauthentication": true, "passwordauthentication": true,
-	"numberofpasswordprompts": true, "controlpath": true,
-	"localforward": true, "remoteforward": true, "dynamicforward": true,
-	"exitonforwardfailure": true, "gatewayports": true, "forwardagent": true,
-	"forwardx11": true, "forwardx11trusted": true, "ignoreunknown": true,
+// keywords are the options Config carries, as ssh_config(5) spells them.
+// Host, Match and Include shape the reading itself; IgnoreUnknown is
+// applied as the files are read.
+var keywords = []string{
+	"AddressFamily", "BatchMode", "CertificateFile", "ChallengeResponseAuthentication", "Ciphers",
+	"ConnectionAttempts", "ConnectTimeout", "ControlPath", "DynamicForward", "ExitOnForwardFailure",
+	"ForwardAgent", "ForwardX11", "ForwardX11Trusted", "GatewayPorts", "GlobalKnownHostsFile",
+	"HashKnownHosts", "HostKeyAlgorithms", "HostKeyAlias", "HostName", "IdentitiesOnly", "IdentityAgent",
+	"IdentityFile", "IgnoreUnknown", "KbdInteractiveAuthentication", "KexAlgorithms", "LocalForward",
+	"MACs", "NumberOfPasswordPrompts", "PasswordAuthentication", "Port", "ProxyCommand", "ProxyJump",
+	"PubkeyAuthentication", "RemoteForward", "ServerAliveCountMax", "ServerAliveInterval",
+	"StrictHostKeyChecking", "User", "UserKnownHostsFile",
 }
+
+// actedOn holds keywords in lower case, as the reader looks them up.
+var actedOn = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range keywords {
+		m[strings.ToLower(k)] = true
+	}
+	return m
+}()
+
+// Keywords returns the ssh_config options that Resolve reads into Config,
+// as ssh_config(5) spells them. ssh's other options are accepted and
+// listed in Config.Ignored.
+func Keywords() []string { return slices.Clone(keywords) }
 
 // known are the other options of OpenSSH's ssh_config(5) (9.x, with
 // Debian's GSSAPI additions and the deprecated names ssh still accepts):

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -339,4 +340,19 @@ func FuzzResolve(f *testing.F) {
 			assert.NotZero(t, c.Port)
 		}
 	})
+}
+
+func TestKeywords(t *testing.T) {
+	kw := Keywords()
+	assert.True(t, slices.IsSortedFunc(kw, func(a, b string) int { return strings.Compare(strings.ToLower(a), strings.ToLower(b)) }), "in ssh_config(5)'s order: %v", kw)
+	assert.Len(t, actedOn, len(kw), "no keyword twice")
+	for _, k := range kw {
+		assert.False(t, slices.Contains(known, strings.ToLower(k)), "%s is both read and ignored", k)
+	}
+	c, err := Resolve("host", &Options{ConfigFile: "none", Overrides: []string{"hostname=example.com", "Compression=yes"}})
+	require.NoError(t, err)
+	assert.Equal(t, "example.com", c.HostName, "keywords are matched in any case")
+	assert.Equal(t, []string{"command line: Compression yes"}, c.Ignored)
+	kw[0] = "changed"
+	assert.Equal(t, "AddressFamily", Keywords()[0], "the caller gets a copy")
 }

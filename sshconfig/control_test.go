@@ -33,7 +33,9 @@ func TestOpenSSHControlMaster(t *testing.T) {
 	opts.ControlPath = m.Socket
 	// No key, no known_hosts, and port 22, where no server listens: only
 	// the master can carry this connection.
+	debug := new(debugLines).watch(opts)
 	s := dial(t, "127.0.0.1", opts)
+	assert.Equal(t, []string{"Connected through the ControlMaster at " + m.Socket + "."}, debug.all())
 	ctx := testContext(t)
 	target := testnet.TCPServer(t, testnet.HashAfterEOF)
 
@@ -243,8 +245,10 @@ func TestKeyboardInteractive(t *testing.T) {
 		}
 		return []string{"secret", "123456"}, nil
 	}
+	debug := new(debugLines).watch(opts)
 	s := dial(t, "ssh://alice@"+srv.addr, opts)
 	assert.Equal(t, "alice", s.Client().User())
+	assert.Contains(t, debug.all(), `Authenticated to 127.0.0.1 ([127.0.0.1]:`+strings.Split(srv.addr, ":")[1]+`) using "keyboard-interactive".`)
 	mu.Lock()
 	assert.Equal(t, []string{"sshfwd-testTwo questions.[Password:  Code: ] [false true]", "sshfwd-testTwo questions.[Password:  Code: ] [false true]"}, questions,
 		"asked again after a wrong answer")
@@ -271,7 +275,9 @@ func TestPassword(t *testing.T) {
 		}
 		return "correct horse", nil
 	}
+	debug := new(debugLines).watch(opts)
 	s := dial(t, "box", opts)
+	assert.Contains(t, debug.all(), `Authenticated to `+host+` ([`+host+`]:`+port+`) using "password".`)
 	target := testnet.TCPServer(t, testnet.HashAfterEOF)
 	ch, err := s.OpenForward(testContext(t), "127.0.0.1", target.Port, "127.0.0.1", 0)
 	require.NoError(t, err)

@@ -57,6 +57,7 @@ func (c *Config) dial(ctx context.Context, depth int) (*sshfwd.Session, error) {
 	if c.ControlPath != "" {
 		s, err := dialControl(ctx, c.ControlPath)
 		if err == nil {
+			c.debugf("Connected through the ControlMaster at %s.", c.ControlPath)
 			return s, nil
 		}
 		// No master there is the usual case, and ssh then connects by
@@ -69,7 +70,7 @@ func (c *Config) dial(ctx context.Context, depth int) (*sshfwd.Session, error) {
 	var err error
 	for attempt := range c.ConnectionAttempts {
 		if attempt > 0 {
-			c.logf("Connecting to %s port %d failed: %v; trying again", c.HostName, c.Port, err)
+			c.debugf("%s; trying again", strings.TrimPrefix(err.Error(), "sshfwd: "))
 			if err := pause(ctx, attemptPause); err != nil {
 				return nil, err
 			}
@@ -87,7 +88,15 @@ func (c *Config) dial(ctx context.Context, depth int) (*sshfwd.Session, error) {
 		return nil, err
 	}
 	defer a.Close()
-	return sshfwd.NewClientConn(ctx, conn, c.addr(), c.clientConfig(a.methods))
+	via := "via proxy"
+	if t, ok := conn.RemoteAddr().(*net.TCPAddr); ok && c.ProxyJump == "" && c.ProxyCommand == "" {
+		via = "[" + t.IP.String() + "]:" + strconv.Itoa(t.Port)
+	}
+	s, err := sshfwd.NewClientConn(ctx, conn, c.addr(), c.clientConfig(a.methods))
+	if err == nil {
+		c.debugf("Authenticated to %s (%s) using %q.", c.HostName, via, a.used())
+	}
+	return s, err
 }
 
 // addr is the server's address as the handshake and its errors name it.
@@ -156,6 +165,7 @@ func (c *Config) clientConfig(auth []ssh.AuthMethod) *ssh.ClientConfig {
 func (c *Config) connect(ctx context.Context, depth int) (net.Conn, error) {
 	switch {
 	case c.ProxyJump != "":
+		c.debugf("Connecting to %s port %d through ProxyJump %s.", c.HostName, c.Port, c.ProxyJump)
 		via, err := c.jump(ctx, depth)
 		if err != nil {
 			return nil, err
@@ -172,9 +182,50 @@ func (c *Config) connect(ctx context.Context, depth int) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.ConnectTimeout}
 	conn, err := d.DialContext(ctx, c.AddressFamily, c.addr())
 	if err != nil {
-		return nil, fmt.Errorf("sshfwd: %w", err)
+		return nil, c.connectError(err)
 	}
+	c.debugf("Connecting to %s [%s] port %d.", c.HostName, conn.RemoteAddr().(*net.TCPAddr).IP, c.Port)
+	c.debugf("Connection established.")
 	return conn, nil
+}
+
+// connectError words a failed connection as ssh does: "connect to host h
+// port p: Connection refused", with the system's message capitalized as
+// strerror's are, or "Could not resolve hostname h: ..." for a name that
+// does not resolve.
+func (c *Config) connectError(err error) error {
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return fmt.Errorf("sshfwd: Could not resolve hostname %s: %w", c.HostName, strerror{dns, capitalize(dns.Err)})
+	}
+	msg := err.Error()
+	var errno syscall.Errno
+	switch {
+	case errors.As(err, &errno):
+		msg = capitalize(errno.Error())
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		msg = "Connection timed out"
+	}
+	return fmt.Errorf("sshfwd: connect to host %s port %d: %w", c.HostName, c.Port, strerror{err, msg})
+}
+
+// strerror is an error shown as ssh shows it, which still unwraps to the
+// error it words.
+type strerror struct {
+	err error
+	msg string
+}
+
+func (e strerror) Error() string { return e.msg }
+func (e strerror) Unwrap() error { return e.err }
+
+// capitalize makes a Go error text look like strerror's: "connection
+// refused" becomes "Connection refused".
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // jump connects to the last ProxyJump host, through the ones before it,
@@ -230,6 +281,7 @@ func (c *Config) runProxy() (net.Conn, error) {
 		inW.Close()
 		return nil, fmt.Errorf("sshfwd: ProxyCommand: %w", err)
 	}
+	c.debugf("Executing proxy command: exec %s", command)
 	cmd := exec.Command("/bin/sh", "-c", "exec "+command)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
 	err = cmd.Start()

@@ -1,8 +1,7 @@
 package sshconfig
 
 import (
-	"bytes"
-	"encoding/binary"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,79 +12,47 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/sshfwd/sshfwd/internal/testnet"
+	"github.com/sshfwd/sshfwd/internal/mux"
 )
 
-// muxBody builds a message body of uint32s and strings.
-func muxBody(fields ...any) []byte {
-	var b []byte
-	for _, f := range fields {
-		switch v := f.(type) {
-		case uint32:
-			b = binary.BigEndian.AppendUint32(b, v)
-		case string:
-			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-			b = append(b, v...)
+// fakeMaster is a command-mode master that grants remote forwards as
+// told and records what it was asked.
+type fakeMaster struct {
+	mu     sync.Mutex // guards asked
+	asked  []mux.Message
+	answer func(f mux.Forward) (uint32, error)
+}
+
+func (m *fakeMaster) OpenForward(f mux.Forward) (uint32, error) {
+	m.mu.Lock()
+	m.asked = append(m.asked, mux.Message{Type: mux.OpenFwd, Forward: f})
+	m.mu.Unlock()
+	return m.answer(f)
+}
+
+func (m *fakeMaster) CloseForward(f mux.Forward) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked = append(m.asked, mux.Message{Type: mux.CloseFwd, Forward: f})
+	for _, a := range m.asked[:len(m.asked)-1] {
+		if a.Type == mux.OpenFwd && a.Forward == f {
+			return nil
 		}
 	}
-	return b
+	return errors.New("port not forwarded")
 }
 
-func TestParseMuxReply(t *testing.T) {
-	for _, tc := range []struct {
-		body []byte
-		want muxReply
-	}{
-		{muxBody(uint32(muxOK), uint32(7)), muxReply{typ: muxOK, id: 7}},
-		{muxBody(uint32(muxRemotePort), uint32(1), uint32(2222)), muxReply{typ: muxRemotePort, id: 1, port: 2222}},
-		{muxBody(uint32(muxFailure), uint32(1), "remote port forwarding failed"), muxReply{typ: muxFailure, id: 1, reason: "remote port forwarding failed"}},
-		{muxBody(uint32(muxPermissionDenied), uint32(1), "Permission denied"), muxReply{typ: muxPermissionDenied, id: 1, reason: "Permission denied"}},
-	} {
-		got, err := parseMuxReply(tc.body)
-		require.NoError(t, err)
-		assert.Equal(t, tc.want, got)
-	}
-	for _, bad := range [][]byte{
-		nil,
-		muxBody(uint32(muxOK)),
-		muxBody(uint32(muxRemotePort), uint32(1)),
-		muxBody(uint32(muxRemotePort), uint32(1), uint32(0)),
-		muxBody(uint32(muxRemotePort), uint32(1), uint32(70000)),
-		muxBody(uint32(muxFailure), uint32(1)),
-		append(muxBody(uint32(muxFailure), uint32(1), uint32(100)), "short"...),
-		muxBody(uint32(0x80000004), uint32(1)),
-	} {
-		_, err := parseMuxReply(bad)
-		assert.Error(t, err, "%x", bad)
-	}
+func (m *fakeMaster) Terminate() {}
+
+func (m *fakeMaster) requests() []mux.Message {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]mux.Message(nil), m.asked...)
 }
 
-func TestParseMuxHello(t *testing.T) {
-	v, err := parseMuxHello(muxBody(uint32(muxHello), uint32(4), "ext", "value"))
-	require.NoError(t, err)
-	assert.Equal(t, uint32(4), v)
-	for _, bad := range [][]byte{nil, muxBody(uint32(muxHello)), muxBody(uint32(muxOK), uint32(4))} {
-		_, err := parseMuxHello(bad)
-		assert.Error(t, err)
-	}
-}
-
-func TestReadMux(t *testing.T) {
-	var buf bytes.Buffer
-	require.NoError(t, writeMux(&buf, []byte("hello")))
-	got, err := readMux(&buf)
-	require.NoError(t, err)
-	assert.Equal(t, []byte("hello"), got)
-
-	_, err = readMux(bytes.NewReader(binary.BigEndian.AppendUint32(nil, maxMuxMessage+1)))
-	assert.ErrorContains(t, err, "mux message of")
-	_, err = readMux(bytes.NewReader(append(binary.BigEndian.AppendUint32(nil, 10), "short"...)))
-	assert.Error(t, err)
-}
-
-// fakeMaster answers the hello on a Unix socket with version, then each
-// request with what answer returns for it.
-func fakeMaster(t testing.TB, version uint32, answer func(req []byte) []byte) string {
+// serveMaster serves h on a socket in a short directory of its own until
+// the test ends, and returns the socket's path.
+func serveMaster(t testing.TB, h mux.Handler) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "fm")
 	require.NoError(t, err)
@@ -93,49 +60,27 @@ func fakeMaster(t testing.TB, version uint32, answer func(req []byte) []byte) st
 	path := filepath.Join(dir, "s")
 	ln, err := net.Listen("unix", path)
 	require.NoError(t, err)
-	testnet.Serve(t, ln, func(c net.Conn) {
-		if _, err := readMux(c); err != nil {
-			return
-		}
-		writeMux(c, muxBody(uint32(muxHello), version))
-		for {
-			req, err := readMux(c)
-			if err != nil {
-				return
-			}
-			writeMux(c, answer(req))
-		}
+	s := &mux.Server{Handler: h}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
 	})
 	return path
 }
 
 func TestMuxForwardsAgainstFakeMaster(t *testing.T) {
-	var mu sync.Mutex // guards asked
-	var asked []muxFwdMsg
-	requests := func() []muxFwdMsg {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]muxFwdMsg(nil), asked...)
-	}
-	master := fakeMaster(t, muxVersion, func(req []byte) []byte {
-		var m muxFwdMsg
-		if err := ssh.Unmarshal(req, &m); err != nil {
-			return muxBody(uint32(muxFailure), uint32(0), "bad request")
+	fm := &fakeMaster{answer: func(f mux.Forward) (uint32, error) {
+		switch f.ListenPort {
+		case 0:
+			return 4242, nil
+		case 1:
+			return 0, errors.New("remote port forwarding failed for listen port 1")
 		}
-		mu.Lock()
-		asked = append(asked, m)
-		mu.Unlock()
-		switch {
-		case m.Type == muxCloseFwd:
-			return muxBody(uint32(muxOK), m.ID)
-		case m.ListenPort == 0:
-			return muxBody(uint32(muxRemotePort), m.ID, uint32(4242))
-		case m.ListenPort == 1:
-			return muxBody(uint32(muxPermissionDenied), m.ID, "no")
-		}
-		return muxBody(uint32(muxOK), m.ID+1)
-	})
-	m := newMuxForwards(master)
+		return 0, nil
+	}}
+	m := newMuxForwards(serveMaster(t, fm))
 	real := make(chan ssh.NewChannel)
 	merged := make(chan struct{})
 	go func() {
@@ -151,48 +96,33 @@ func TestMuxForwardsAgainstFakeMaster(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, uint32(4242), bound)
-	first := requests()
+	first := fm.requests()
 	require.Len(t, first, 1)
-	assert.Equal(t, "*", first[0].ListenHost, "every address, in the master's spelling")
-	assert.Equal(t, uint32(muxStreamLocal), first[0].ConnectPort, "pointed at a socket of ours")
+	assert.Equal(t, "*", first[0].Forward.ListenHost, "every address, in the master's spelling")
+	assert.Equal(t, uint32(mux.StreamLocal), first[0].Forward.ConnectPort, "pointed at a socket of ours")
 
 	_, ok, err = m.open(false, "127.0.0.1", 1)
 	assert.NoError(t, err)
 	assert.False(t, ok, "a refusal is a denied request")
 
-	_, ok, err = m.open(false, "127.0.0.1", 2)
-	assert.ErrorContains(t, err, "answer to request 2, want 1")
-	assert.False(t, ok)
+	bound, ok, err = m.open(true, "/tmp/remote.sock", 0)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	assert.Zero(t, bound)
+	all := fm.requests()
+	assert.Equal(t, mux.Forward{Kind: mux.FwdRemote, ListenHost: "/tmp/remote.sock", ListenPort: mux.StreamLocal,
+		ConnectHost: all[len(all)-1].Forward.ConnectHost, ConnectPort: mux.StreamLocal}, all[len(all)-1].Forward)
 
 	assert.True(t, m.close(false, "", 4242))
 	assert.False(t, m.close(false, "", 4242), "cancelled already")
-	all := requests()
+	all = fm.requests()
 	last := all[len(all)-1]
-	assert.Equal(t, uint32(muxCloseFwd), last.Type)
-	assert.Equal(t, first[0].ConnectHost, last.ConnectHost, "MUX_C_CLOSE_FWD repeats the request")
+	assert.Equal(t, mux.CloseFwd, last.Type)
+	assert.Equal(t, first[0].Forward, last.Forward, "MUX_C_CLOSE_FWD repeats the request")
 
 	close(real)
 	<-merged
+	assert.Equal(t, mux.CloseFwd, fm.requests()[len(fm.requests())-1].Type, "teardown cancels the socket forward")
 	_, _, err = m.open(false, "", 0)
 	assert.ErrorIs(t, err, errMuxClosed)
-
-	_, err = dialMux(fakeMaster(t, 3, nil))
-	assert.ErrorContains(t, err, "mux protocol version 3, want 4")
-}
-
-// FuzzParseMuxReply checks that any answer from a master parses or is
-// refused with an error, never a panic, and that a port it accepts is one.
-func FuzzParseMuxReply(f *testing.F) {
-	f.Add(muxBody(uint32(muxOK), uint32(1)))
-	f.Add(muxBody(uint32(muxRemotePort), uint32(1), uint32(2222)))
-	f.Add(muxBody(uint32(muxFailure), uint32(1), "reason"))
-	f.Add(muxBody(uint32(muxHello), uint32(4)))
-	f.Add([]byte{0xff, 0xff, 0xff})
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := parseMuxReply(b)
-		if err == nil && r.typ == muxRemotePort {
-			assert.True(t, r.port > 0 && r.port <= 65535)
-		}
-		parseMuxHello(b)
-	})
 }

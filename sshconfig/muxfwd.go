@@ -13,12 +13,19 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshfwd/sshfwd/internal/mux"
 	"github.com/sshfwd/sshfwd/internal/wire"
 )
 
-// muxCloseTimeout bounds the cancelling of one forward at the master when
-// the Session closes, so that a master gone silent cannot hold Close up.
-const muxCloseTimeout = 2 * time.Second
+const (
+	// muxHandshakeTimeout bounds the connection to the master and the
+	// hellos.
+	muxHandshakeTimeout = 10 * time.Second
+	// muxCloseTimeout bounds the cancelling of one forward at the master
+	// when the Session closes, so that a master gone silent cannot hold
+	// Close up.
+	muxCloseTimeout = 2 * time.Second
+)
 
 // muxForwards gives a Session that rides a ControlMaster its remote
 // forwards by another road than the tcpip-forward request, whose answer the
@@ -28,25 +35,25 @@ const muxCloseTimeout = 2 * time.Second
 // the forwarded channel the server would have opened. The master does not
 // tell who connected, so such a channel's RemoteAddr is 0.0.0.0:0.
 type muxForwards struct {
-	master string                // the master's socket
-	in     chan ssh.NewChannel   // what the client reads: the master's channels and ours
-	done   chan struct{}         // closed by teardown: no more channels go to in
-	merged chan struct{}         // closed when merge has returned
-	once   sync.Once             // runs teardown
-	loops  sync.WaitGroup        // the accept loops
-	mu     sync.Mutex            // guards the fields below
-	closed bool                  // teardown has begun
-	dir    string                // our sockets' private directory, made at the first forward
-	next   int                   // the name of the next socket
-	fwds   []*muxForward         // granted forwards
-	conns  map[net.Conn]struct{} // every command connection to the master, to close at teardown
+	master string               // the master's socket
+	in     chan ssh.NewChannel  // what the client reads: the master's channels and ours
+	done   chan struct{}        // closed by teardown: no more channels go to in
+	merged chan struct{}        // closed when merge has returned
+	once   sync.Once            // runs teardown
+	loops  sync.WaitGroup       // the accept loops
+	mu     sync.Mutex           // guards the fields below
+	closed bool                 // teardown has begun
+	dir    string               // our sockets' private directory, made at the first forward
+	next   int                  // the name of the next socket
+	fwds   []*muxForward        // granted forwards
+	conns  map[*mux.Client]bool // every command connection to the master, to close at teardown
 }
 
 // muxForward is one remote forward granted by the master.
 type muxForward struct {
-	conn     net.Conn // the command connection that asked for it, which cancels it
+	conn     *mux.Client // the command connection that asked for it, which cancels it
 	ln       net.Listener
-	spec     muxFwdMsg // the request, which MUX_C_CLOSE_FWD repeats
+	spec     mux.Forward // the request, which MUX_C_CLOSE_FWD repeats
 	unix     bool
 	addr     string // as the Session asked: host, or socket path
 	port     uint32 // as asked, 0 for one the server chooses
@@ -61,7 +68,7 @@ func newMuxForwards(master string) *muxForwards {
 		in:     make(chan ssh.NewChannel),
 		done:   make(chan struct{}),
 		merged: make(chan struct{}),
-		conns:  map[net.Conn]struct{}{},
+		conns:  map[*mux.Client]bool{},
 	}
 }
 
@@ -85,17 +92,17 @@ func (m *muxForwards) merge(real <-chan ssh.NewChannel) {
 var errMuxClosed = errors.New("session closed")
 
 // track registers a command connection, or reports false after teardown.
-func (m *muxForwards) track(c net.Conn) bool {
+func (m *muxForwards) track(c *mux.Client) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return false
 	}
-	m.conns[c] = struct{}{}
+	m.conns[c] = true
 	return true
 }
 
-func (m *muxForwards) untrack(c net.Conn) {
+func (m *muxForwards) untrack(c *mux.Client) {
 	m.mu.Lock()
 	delete(m.conns, c)
 	m.mu.Unlock()
@@ -135,8 +142,10 @@ func (m *muxForwards) open(unix bool, addr string, port uint32) (bound uint32, o
 	if err != nil {
 		return 0, false, err
 	}
-	conn, err := dialMux(m.master)
-	if err == nil && !m.track(conn) {
+	conn, err := mux.Dial(m.master, muxHandshakeTimeout)
+	if err != nil {
+		err = fmt.Errorf("ControlMaster %s: %w", m.master, err)
+	} else if !m.track(conn) {
 		conn.Close()
 		err = errMuxClosed
 	}
@@ -145,25 +154,27 @@ func (m *muxForwards) open(unix bool, addr string, port uint32) (bound uint32, o
 		return 0, false, err
 	}
 	f := &muxForward{conn: conn, ln: ln, unix: unix, addr: addr, port: port}
-	f.spec = muxFwdMsg{Type: muxOpenFwd, ID: 1, FwdType: muxFwdRemote,
-		ListenHost: addr, ListenPort: port, ConnectHost: sock, ConnectPort: muxStreamLocal}
+	f.spec = mux.Forward{Kind: mux.FwdRemote, ListenHost: addr, ListenPort: port, ConnectHost: sock, ConnectPort: mux.StreamLocal}
 	switch {
 	case unix:
-		f.spec.ListenPort = muxStreamLocal
+		f.spec.ListenPort = mux.StreamLocal
 	case addr == "":
 		// The master reads an empty host as its default, localhost;
 		// "*" is every address, as "" is in tcpip-forward.
 		f.spec.ListenHost = "*"
 	}
-	r, err := muxRequest(conn, f.spec)
-	if err != nil || r.typ == muxFailure || r.typ == muxPermissionDenied {
+	r, err := conn.Do(mux.Message{Type: mux.OpenFwd, Forward: f.spec})
+	if err == nil && r.Type != mux.OK && r.Type != mux.RemotePort && r.Type != mux.Failure && r.Type != mux.PermissionDenied {
+		err = fmt.Errorf("ControlMaster %s: unexpected answer of type %#08x", m.master, uint32(r.Type))
+	}
+	if err != nil || r.Type == mux.Failure || r.Type == mux.PermissionDenied {
 		m.untrack(conn)
 		ln.Close()
 		return 0, false, err
 	}
 	f.bound = port
-	if r.typ == muxRemotePort {
-		f.bound = r.port
+	if r.Type == mux.RemotePort {
+		f.bound = r.Port
 	}
 	if unix {
 		f.chanType = wire.ForwardedStreamLocal
@@ -222,12 +233,10 @@ func (m *muxForwards) close(unix bool, addr string, port uint32) bool {
 // cancel asks the master to drop f, then closes f's socket.
 func (m *muxForwards) cancel(f *muxForward) bool {
 	f.conn.SetDeadline(time.Now().Add(muxCloseTimeout))
-	msg := f.spec
-	msg.Type, msg.ID = muxCloseFwd, 2
-	r, err := muxRequest(f.conn, msg)
+	r, err := f.conn.Do(mux.Message{Type: mux.CloseFwd, Forward: f.spec})
 	m.untrack(f.conn)
 	f.ln.Close()
-	return err == nil && r.typ == muxOK
+	return err == nil && r.Type == mux.OK
 }
 
 // teardown cancels every forward at the master, ends the accept loops and

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,11 +93,54 @@ func checkSession(t testing.TB, s *sshfwd.Session) {
 	assert.NoError(t, testnet.RoundTrip(ch, []byte("through "+s.Client().RemoteAddr().String())))
 }
 
+// debugLines collects what Options.Debugf receives.
+type debugLines struct {
+	mu    sync.Mutex // guards lines
+	lines []string
+}
+
+// watch makes opts's Debugf write to l, and returns l.
+func (l *debugLines) watch(opts *Options) *debugLines {
+	opts.Debugf = func(format string, args ...any) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.lines = append(l.lines, fmt.Sprintf(format, args...))
+	}
+	return l
+}
+
+func (l *debugLines) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.lines...)
+}
+
 func TestOpenSSHAlias(t *testing.T) {
 	d := peers.StartSSHD(t, peers.SSHDOptions{})
 	opts := testOptions(t)
+	debug := new(debugLines).watch(opts)
 	userConfig(t, opts, hostBlock(d, "lab", "")+"Host *\n  UserKnownHostsFile "+d.KnownHosts+"\n  StrictHostKeyChecking yes\n")
 	checkSession(t, dial(t, "lab", opts))
+	port := strconv.Itoa(d.Port)
+	assert.Equal(t, []string{
+		"Connecting to 127.0.0.1 [127.0.0.1] port " + port + ".",
+		"Connection established.",
+		`Authenticated to 127.0.0.1 ([127.0.0.1]:` + port + `) using "publickey".`,
+	}, debug.all(), "what ssh -v says of connecting, in its words")
+}
+
+func TestConnectErrorsInSSHWords(t *testing.T) {
+	opts := testOptions(t)
+	opts.ConfigFile = "none"
+	port := peers.FreePort(t)
+	err := dialFails(t, "ssh://127.0.0.1:"+strconv.Itoa(port), opts)
+	assert.EqualError(t, err, "sshfwd: connect to host 127.0.0.1 port "+strconv.Itoa(port)+": Connection refused")
+	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
+
+	err = dialFails(t, "nosuchhost.invalid", opts)
+	assert.ErrorContains(t, err, "sshfwd: Could not resolve hostname nosuchhost.invalid: ")
+	var dns *net.DNSError
+	assert.ErrorAs(t, err, &dns)
 }
 
 func TestOpenSSHInclude(t *testing.T) {
@@ -258,8 +303,13 @@ func TestOpenSSHProxyCommand(t *testing.T) {
 	proxy := strings.Join(append(append([]string{peers.SSHBin}, peers.SSHDefaultArgs...), jump.SSHArgs()...), " ") + " -W %h:%p 127.0.0.1"
 	opts := testOptions(t)
 	userConfig(t, opts, hostBlock(d, "lab", "")+"  ProxyCommand "+proxy+"\n  UserKnownHostsFile "+d.KnownHosts+"\n")
+	debug := new(debugLines).watch(opts)
 	checkSession(t, dial(t, "lab", opts))
 	assert.Contains(t, jump.ReadLog(), "target 127.0.0.1 port "+strconv.Itoa(d.Port))
+	assert.Equal(t, []string{
+		"Executing proxy command: exec " + strings.ReplaceAll(strings.ReplaceAll(proxy, "%h", "127.0.0.1"), "%p", strconv.Itoa(d.Port)),
+		`Authenticated to 127.0.0.1 (via proxy) using "publickey".`,
+	}, debug.all())
 
 	userConfig(t, opts, hostBlock(d, "lab", "")+"  ProxyCommand false\n  UserKnownHostsFile "+d.KnownHosts+"\n")
 	err := dialFails(t, "lab", opts)
@@ -272,12 +322,13 @@ func TestConnectionAttempts(t *testing.T) {
 	var warnings []string
 	opts.Logf = func(f string, args ...any) { warnings = append(warnings, fmt.Sprintf(f, args...)) }
 	opts.PasswordCallback = func(string, string) (string, error) { return "", nil }
+	debug := new(debugLines).watch(opts)
 	opts.Overrides = []string{"ConnectionAttempts 2"}
 	start := time.Now()
 	err := dialFails(t, "ssh://127.0.0.1:"+strconv.Itoa(port), opts)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, syscall.ECONNREFUSED)
 	assert.GreaterOrEqual(t, time.Since(start), attemptPause)
-	require.Len(t, warnings, 1)
-	assert.Contains(t, warnings[0], "trying again")
+	assert.Empty(t, warnings, "ssh tells of a failed attempt with -v only")
+	assert.Equal(t, []string{"connect to host 127.0.0.1 port " + strconv.Itoa(port) + ": Connection refused; trying again"}, debug.all())
 }

@@ -1,18 +1,21 @@
 // Command sshfwd keeps SSH port forwards up, for use where people run
-// ssh -N (or autossh): it takes OpenSSH's syntax for -L, -R, -D and -J, runs
-// no remote command, sends keepalives and redials whenever the connection is
-// lost, setting every forward up again.
+// ssh -N (or autossh): it takes ssh's command line for forwarding (-L, -R,
+// -D, -J, -W, -F, -S, -o and the others -h lists), runs no remote command,
+// sends keepalives and redials whenever the connection is lost, setting
+// every forward up again.
 //
 //	sshfwd -L 8080:intranet:80 -R 0:localhost:22 -D 1080 user@gateway
-//	sshfwd -J bastion -o ServerAliveInterval=15 -L /tmp/db.sock:db:5432 db-host
+//	sshfwd -NT -o ServerAliveInterval=60 -o ExitOnForwardFailure=yes -L 5432:db:5432 bastion
+//	ssh -o ProxyCommand='sshfwd -W %h:%p bastion' inner-host
 //
 // It connects as ssh does (package sshconfig): ~/.ssh/config and the
 // system's ssh_config (or -F), host aliases, known_hosts with certificates,
 // the agent, identity files with their certificates, ProxyJump and
-// ProxyCommand, and a running ControlMaster at ControlPath (-S). Passphrases,
-// passwords and unknown host keys are asked about on the terminal, unless
-// BatchMode is set. Keepalives go every 30 s unless ServerAliveInterval
-// gives another interval.
+// ProxyCommand, and a running ControlMaster at ControlPath (-S). With -M it
+// is a ControlMaster itself, to which ssh -O and sshfwd -O add and cancel
+// forwards at run time. Passphrases, passwords and unknown host keys are
+// asked about on the terminal, unless BatchMode is set. Keepalives go every
+// 30 s unless ServerAliveInterval gives another interval.
 package main
 
 import (
@@ -20,104 +23,115 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
-	"strconv"
-	"sync"
+	"strings"
 	"syscall"
 
-	"github.com/sshfwd/sshfwd"
 	"github.com/sshfwd/sshfwd/sshconfig"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var base sshconfig.Options
 	closeTTY := terminalPrompts(&base)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, base)
+	code := run(ctx, os.Args[1:], streams{os.Stdin, os.Stdout, os.Stderr}, base)
 	closeTTY()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(255)
-	}
+	stop()
+	os.Exit(code)
 }
 
-// run forwards until ctx ends, which is a clean exit, or a fatal error.
-// Messages go to stderr, as ssh writes them; stdout gets the usage for -h.
-// base holds what the command line does not set: where the files are, and
-// the prompts.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, base sshconfig.Options) error {
+// streams are the standard streams run uses: stdin for -W, stdout for -W,
+// -G, -h and the ports -O forward prints, stderr for everything else.
+type streams struct {
+	in  io.Reader
+	out io.Writer
+	err io.Writer
+}
+
+// exitFailure is the exit status of every failure, as ssh's.
+const exitFailure = 255
+
+// run does what the command line asks until it is done or ctx ends, which
+// is a clean exit, and returns the exit status. base holds what the
+// command line does not set: where the files are, and the prompts.
+func run(ctx context.Context, args []string, std streams, base sshconfig.Options) int {
 	opts, err := parseArgs(args)
-	if errors.Is(err, errHelp) {
-		fmt.Fprintln(stdout, usage)
-		return nil
-	}
 	if err != nil {
-		fmt.Fprintln(stderr, usage)
-		return err
+		var ue *usageError
+		errors.As(err, &ue)
+		fmt.Fprintln(std.err, ue.msg)
+		if ue.synopsis {
+			fmt.Fprintln(std.err, synopsis())
+		}
+		return exitFailure
 	}
-	log := &logger{w: stderr}
+	switch {
+	case opts.help:
+		fmt.Fprint(std.out, help())
+		return 0
+	case opts.version:
+		fmt.Fprintln(std.err, version())
+		return 0
+	}
+	level := levelInfo + opts.verbose
+	if opts.quiet {
+		level = levelQuiet
+	}
+	logTo := std.err
+	if opts.logFile != "" {
+		f, err := os.OpenFile(opts.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintf(std.err, "Couldn't open logfile %s: %s\n", opts.logFile, strerror(err))
+			return exitFailure
+		}
+		defer f.Close()
+		logTo = f
+	}
+	log := newLogger(logTo, level)
+	forwarding := !opts.printConfig && opts.control == "" && opts.stdio == nil
+	if opts.background && forwarding && !isBackgroundChild() {
+		return startBackground(ctx, args, std.err, log)
+	}
 
 	so := base
 	so.ConfigFile, so.ControlPath = opts.configFile, opts.controlPath
 	so.Overrides, so.IdentityFiles = opts.overrides, opts.identityFiles
-	so.Logf = log.Logf
+	so.Logf, so.Debugf = log.Infof, log.Debugf
 	cfg, err := sshconfig.Resolve(opts.destination, &so)
 	if err != nil {
-		return err
+		log.Infof("%v", err)
+		return exitFailure
 	}
-	if err := addConfigForwards(opts, cfg); err != nil {
-		return err
-	}
-
-	var connected sync.Once
-	sv := &sshfwd.Supervisor{
-		Dial:                 cfg.Dial,
-		KeepAliveInterval:    cfg.ServerAliveInterval,
-		KeepAliveCountMax:    cfg.ServerAliveCountMax,
-		ExitOnForwardFailure: cfg.ExitOnForwardFailure,
-		Logf:                 log.Logf,
-		StateCallback: func(st sshfwd.State, _ error) {
-			if st == sshfwd.StateConnected {
-				connected.Do(func() {
-					log.Logf("Connected to %s@%s; forwarding until interrupted, reconnecting whenever the connection is lost.",
-						cfg.User, net.JoinHostPort(cfg.HostName, strconv.Itoa(cfg.Port)))
-				})
-			}
-		},
-		AllocatedPortCallback: func(f sshfwd.RemoteForward, port int) {
-			to := f.LocalAddr
-			if to == "" {
-				to = "SOCKS"
-			}
-			log.Logf("Allocated port %d for remote forward to %s", port, to)
-		},
-	}
-	listeners, err := listenLocal(opts, cfg.ExitOnForwardFailure, sv, log.Logf)
-	defer func() {
-		for _, ln := range listeners {
-			ln.Close()
-		}
-	}()
+	notes(cfg, log)
+	forwards, err := allForwards(opts, cfg)
 	if err != nil {
-		return err
-	}
-	for _, f := range opts.remote {
-		rf := sshfwd.RemoteForward{RemoteAddr: f.Listen.String()}
-		if !f.SOCKS {
-			rf.LocalAddr = f.Connect.String()
-		}
-		sv.RemoteForwards = append(sv.RemoteForwards, rf)
+		log.Infof("%v", err)
+		return exitFailure
 	}
 
-	err = sv.Run(ctx)
-	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
-		return nil
+	switch {
+	case opts.printConfig:
+		printConfig(std.out, cfg, forwards)
+		return 0
+	case opts.control != "":
+		return control(opts.control, cfg, forwards, std, log)
+	case opts.stdio != nil:
+		err = stdioForward(ctx, cfg, *opts.stdio, std, log)
+	default:
+		err = forwardAll(ctx, opts, cfg, forwards, log)
 	}
-	// OpenSSH's explanation of a refused host key stands alone, as ssh
-	// prints it.
+	if err != nil {
+		log.Infof("%v", fatal(err))
+		return exitFailure
+	}
+	return 0
+}
+
+// fatal is err as the last line says it: with "sshfwd: " once in front,
+// as the module's errors have it, and ssh's own explanations of a refused
+// host key as they are, after it.
+func fatal(err error) error {
 	var hke *sshconfig.HostKeyError
 	if errors.As(err, &hke) {
 		return fmt.Errorf("sshfwd: %w", hke)
@@ -125,96 +139,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, base sshc
 	return err
 }
 
-// addConfigForwards adds the forwards of the configuration files
-// (LocalForward, RemoteForward, DynamicForward) after the command line's,
-// as ssh does.
-func addConfigForwards(opts *options, cfg *sshconfig.Config) error {
+// allForwards returns the forwards of the command line, then those of the
+// configuration files (LocalForward, RemoteForward, DynamicForward), as
+// ssh takes them. -W forwards nothing else, as ssh's ClearAllForwardings.
+func allForwards(opts *options, cfg *sshconfig.Config) ([]forward, error) {
+	if opts.stdio != nil {
+		return nil, nil
+	}
+	all := append([]forward(nil), opts.forwards...)
 	for _, fs := range []struct {
 		kind  byte
-		name  string
 		specs []string
-		dst   *[]forward
-	}{
-		{'L', "LocalForward", cfg.LocalForwards, &opts.local},
-		{'R', "RemoteForward", cfg.RemoteForwards, &opts.remote},
-		{'D', "DynamicForward", cfg.DynamicForwards, &opts.dynamic},
-	} {
+	}{{'L', cfg.LocalForwards}, {'R', cfg.RemoteForwards}, {'D', cfg.DynamicForwards}} {
 		for _, spec := range fs.specs {
 			f, err := parseForward(fs.kind, spec)
 			if err != nil {
-				return fmt.Errorf("sshfwd: %s %s: %w", fs.name, spec, err)
+				return nil, err
 			}
-			*fs.dst = append(*fs.dst, f)
-		}
-	}
-	return nil
-}
-
-// listenLocal opens the listeners of -L and -D and adds their forwards to
-// sv. A forward that cannot listen is skipped with a warning, as ssh does,
-// or is an error with ExitOnForwardFailure. It returns every listener it
-// opened, for the caller to close.
-func listenLocal(opts *options, exitOnFailure bool, sv *sshfwd.Supervisor, logf func(string, ...any)) ([]net.Listener, error) {
-	var all []net.Listener
-	for _, f := range append(append([]forward(nil), opts.local...), opts.dynamic...) {
-		lns, err := listen(f.Listen)
-		all = append(all, lns...)
-		if err != nil {
-			if exitOnFailure {
-				return all, fmt.Errorf("sshfwd: could not request local forwarding on %s: %w", f.Listen, err)
-			}
-			logf("Warning: could not request local forwarding on %s: %v", f.Listen, err)
-			continue
-		}
-		for _, ln := range lns {
-			if f.SOCKS {
-				sv.DynamicForwards = append(sv.DynamicForwards, sshfwd.DynamicForward{Listener: ln})
-			} else {
-				sv.LocalForwards = append(sv.LocalForwards, sshfwd.LocalForward{Listener: ln, RemoteAddr: f.Connect.String()})
-			}
+			all = append(all, f)
 		}
 	}
 	return all, nil
 }
 
-// listen opens the listeners of a local listen address: a Unix socket, every
-// address for "", and for the default both loopback addresses, the IPv6 one
-// only where it works, as ssh does with GatewayPorts no.
-func listen(e endpoint) ([]net.Listener, error) {
-	if e.Path != "" {
-		ln, err := net.Listen("unix", e.Path)
-		if err != nil {
-			return nil, err
-		}
-		return []net.Listener{ln}, nil
+// strerror words a system error as strerror does, "No such file or
+// directory", as ssh's messages end.
+func strerror(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		msg := errno.Error()
+		return strings.ToUpper(msg[:1]) + msg[1:]
 	}
-	port := strconv.Itoa(e.Port)
-	if e.Host != defaultBind {
-		ln, err := net.Listen("tcp", net.JoinHostPort(e.Host, port))
-		if err != nil {
-			return nil, err
-		}
-		return []net.Listener{ln}, nil
-	}
-	ln, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", port))
-	if err != nil {
-		return nil, err
-	}
-	lns := []net.Listener{ln}
-	if ln6, err := net.Listen("tcp6", net.JoinHostPort("::1", port)); err == nil {
-		lns = append(lns, ln6)
-	}
-	return lns, nil
-}
-
-// logger writes one message per line to w, from any goroutine.
-type logger struct {
-	mu sync.Mutex // serializes writes to w
-	w  io.Writer
-}
-
-func (l *logger) Logf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.w, format+"\n", args...)
+	return err.Error()
 }

@@ -4,45 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"unicode"
-
-	"github.com/sshfwd/sshfwd/sshconfig"
 )
-
-// usage is printed for -h and after a command-line error.
-const usage = `usage: sshfwd [-NT] [-D [bind_address:]port] [-F configfile] [-i identity_file]
-              [-J destination] [-L address] [-l login_name] [-o option] [-p port]
-              [-R address] [-S ctl_path] destination
-
-  -L [bind_address:]port:host:hostport   -L [bind_address:]port:remote_socket
-  -L local_socket:host:hostport          -L local_socket:remote_socket
-  -R [bind_address:]port:host:hostport   -R [bind_address:]port:local_socket
-  -R remote_socket:host:hostport         -R remote_socket:local_socket
-  -R [bind_address:]port                 (remote SOCKS proxy)
-  -D [bind_address:]port                 (local SOCKS proxy)
-  -o any ssh_config option, e.g. StrictHostKeyChecking=accept-new
-destination is [user@]host[:port], ssh://[user@]host[:port] or a Host of
-~/.ssh/config, which is read as ssh reads it (-F replaces it). The
-connection is redialed whenever it is lost; -N is implied.`
-
-// errHelp is returned by parseArgs for -h.
-var errHelp = errors.New("sshfwd: help requested")
-
-// options is what the command line asks for. The options that ssh_config
-// also has (-o, and -p, -l, -J, -i) are handed to sshconfig, which gives the
-// first value precedence as ssh does.
-type options struct {
-	destination   string
-	configFile    string    // -F; "" for the usual files
-	controlPath   string    // -S
-	overrides     []string  // -o, -p, -l and -J, as ssh_config options
-	identityFiles []string  // -i
-	local         []forward // -L
-	remote        []forward // -R
-	dynamic       []forward // -D
-}
 
 // endpoint is one end of a forward: a TCP host and port, or a Unix socket
 // path.
@@ -62,150 +28,59 @@ func (e endpoint) String() string {
 
 // forward is one -L, -R or -D.
 type forward struct {
+	Kind    byte // 'L', 'R' or 'D'
 	Listen  endpoint
 	Connect endpoint // zero for -D and remote SOCKS
 	SOCKS   bool     // -D, or -R with no destination
 }
 
+// to returns where f's connections go, host:port or a socket path, and ""
+// for a SOCKS proxy, as the Supervisor's forwards name it.
+func (f forward) to() string {
+	if f.SOCKS {
+		return ""
+	}
+	return f.Connect.String()
+}
+
 // defaultBind is the listen address of a forward that names none: loopback,
-// as OpenSSH's GatewayPorts no has it.
+// as OpenSSH's GatewayPorts no has it, or every address with -g.
 const defaultBind = "localhost"
 
-// parseArgs parses the command line as ssh does: single-letter options,
-// which may be grouped (-NL spec) and take their value attached or as the
-// next argument, before or after the destination.
-func parseArgs(args []string) (*options, error) {
-	o := &options{}
-	var dest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			dest = append(dest, args[i+1:]...)
-			break
-		}
-		if len(a) < 2 || a[0] != '-' {
-			dest = append(dest, a)
-			continue
-		}
-		for j := 1; j < len(a); j++ {
-			letter := a[j]
-			switch letter {
-			case 'N', 'T':
-				continue
-			case 'h':
-				return nil, errHelp
-			case 'L', 'R', 'D', 'J', 'i', 'p', 'l', 'o', 'F', 'S':
-			default:
-				return nil, fmt.Errorf("sshfwd: unknown option -%c", letter)
-			}
-			value := a[j+1:]
-			if value == "" {
-				if i+1 == len(args) {
-					return nil, fmt.Errorf("sshfwd: option -%c needs an argument", letter)
-				}
-				i++
-				value = args[i]
-			}
-			if err := o.set(letter, value); err != nil {
-				return nil, err
-			}
-			break
-		}
-	}
-	switch len(dest) {
-	case 0:
-		return nil, errors.New("sshfwd: no destination given")
-	case 1:
-	default:
-		return nil, fmt.Errorf("sshfwd: unexpected %q after the destination: sshfwd runs no remote command", dest[1])
-	}
-	if _, err := sshconfig.ParseDestination(dest[0]); err != nil {
-		return nil, err
-	}
-	o.destination = dest[0]
-	return o, nil
+// specError is a forward spec that does not parse. It reads as ssh's
+// one line about it; why says more, for -v.
+type specError struct {
+	kind byte // 'L', 'R', 'D', or 'W' for -W
+	spec string
+	why  error
 }
 
-// set applies option -letter with its value.
-func (o *options) set(letter byte, value string) error {
-	var err error
-	switch letter {
-	case 'L', 'R', 'D':
-		var f forward
-		if f, err = parseForward(letter, value); err == nil {
-			switch letter {
-			case 'L':
-				o.local = append(o.local, f)
-			case 'R':
-				o.remote = append(o.remote, f)
-			case 'D':
-				o.dynamic = append(o.dynamic, f)
-			}
-		}
-	case 'J':
-		for _, hop := range strings.Split(value, ",") {
-			if _, err := sshconfig.ParseDestination(hop); err != nil {
-				return fmt.Errorf("%w (in -J %s)", err, value)
-			}
-		}
-		o.overrides = append(o.overrides, "ProxyJump="+value)
-	case 'i':
-		o.identityFiles = append(o.identityFiles, value)
-	case 'p':
-		if _, err = parsePort(value, 1); err == nil {
-			o.overrides = append(o.overrides, "Port="+value)
-		}
-	case 'l':
-		o.overrides = append(o.overrides, "User="+value)
-	case 'o':
-		var key, v string
-		if key, v, err = splitOption(value); err == nil {
-			o.overrides = append(o.overrides, key+"="+v)
-		}
-	case 'F':
-		o.configFile = value
-	case 'S':
-		o.controlPath = value
-	}
-	if err != nil {
-		return fmt.Errorf("sshfwd: -%c %s: %w", letter, value, err)
-	}
-	return nil
+func (e *specError) Error() string {
+	name := map[byte]string{'L': "local", 'R': "remote", 'D': "dynamic", 'W': "stdio"}[e.kind]
+	return fmt.Sprintf("Bad %s forwarding specification '%s'", name, printable(e.spec))
 }
 
-// splitOption splits an -o argument, "Key=Value", "Key Value" or
-// "Key = Value", the value optionally in double quotes.
-func splitOption(s string) (key, value string, err error) {
-	s = strings.TrimSpace(s)
-	end := strings.IndexFunc(s, func(r rune) bool { return r == '=' || unicode.IsSpace(r) })
-	if end < 0 {
-		end = len(s)
+// printable escapes s as a Go string literal when it holds control
+// characters, so that a message quoting what was typed stays one line.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
 	}
-	if end == 0 {
-		return "", "", errors.New("want Key=Value")
-	}
-	key, value = s[:end], strings.TrimSpace(s[end:])
-	value = strings.TrimSpace(strings.TrimPrefix(value, "="))
-	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-		value = value[1 : len(value)-1]
-	}
-	if value == "" {
-		return "", "", fmt.Errorf("no value for %s", key)
-	}
-	if strings.ContainsRune(value, 0) {
-		return "", "", errors.New("NUL byte in value")
-	}
-	return key, value, nil
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
+
+func (e *specError) Unwrap() error { return e.why }
 
 // field is one colon-separated part of a forward spec.
 type field struct {
 	text string
-	path bool // begins with "/": a Unix socket path
+	path bool // holds a "/": a Unix socket path, as for ssh
 }
 
 // splitFields splits a forward spec at colons. A field in square brackets
-// is an IPv6 address and may hold colons; the brackets are removed.
+// is an IPv6 address and may hold colons; the brackets are removed. No
+// field may hold a space or a control character.
 func splitFields(spec string) ([]field, error) {
 	var fs []field
 	for rest := spec; ; {
@@ -225,7 +100,10 @@ func splitFields(spec string) ([]field, error) {
 				end = len(rest)
 			}
 			f.text, rest = rest[:end], rest[end:]
-			f.path = strings.HasPrefix(f.text, "/")
+			f.path = strings.Contains(f.text, "/")
+		}
+		if strings.ContainsFunc(f.text, func(r rune) bool { return unicode.IsControl(r) || unicode.IsSpace(r) }) {
+			return nil, fmt.Errorf("%q contains a space or control character", f.text)
 		}
 		fs = append(fs, f)
 		if rest == "" {
@@ -235,16 +113,32 @@ func splitFields(spec string) ([]field, error) {
 	}
 }
 
-// parseForward parses the argument of -L, -R or -D as OpenSSH does.
+// parseForward parses the argument of -L, -R or -D as OpenSSH does. A
+// relative socket path on this side is taken from the working directory
+// and made absolute, so that it stays the same path whatever the process
+// does later; one on the server's side must be absolute.
 func parseForward(kind byte, spec string) (forward, error) {
+	f, err := parseSpec(kind, spec)
+	if err == nil {
+		here, there := &f.Listen, &f.Connect
+		if kind == 'R' {
+			here, there = there, here
+		}
+		if here.Path != "" {
+			here.Path, err = filepath.Abs(here.Path)
+		}
+		if err == nil && there.Path != "" && !strings.HasPrefix(there.Path, "/") {
+			err = fmt.Errorf("socket path %s on the server is not absolute", there.Path)
+		}
+	}
+	return f, wrapSpec(kind, spec, err)
+}
+
+// parseSpec parses spec into a forward, its paths as given.
+func parseSpec(kind byte, spec string) (forward, error) {
 	fs, err := splitFields(spec)
 	if err != nil {
 		return forward{}, err
-	}
-	for _, f := range fs {
-		if strings.ContainsFunc(f.text, func(r rune) bool { return r == 0 || unicode.IsSpace(r) }) {
-			return forward{}, fmt.Errorf("%q contains a space or control character", f.text)
-		}
 	}
 	var listen, connect []field
 	if kind == 'D' {
@@ -258,7 +152,7 @@ func parseForward(kind byte, spec string) (forward, error) {
 			return forward{}, err
 		}
 	}
-	var f forward
+	f := forward{Kind: kind}
 	minPort := 1
 	if kind == 'R' {
 		minPort = 0
@@ -341,7 +235,7 @@ func checkHost(h string) error {
 	if h == "" {
 		return errors.New("empty host")
 	}
-	if strings.ContainsFunc(h, func(r rune) bool { return r == 0 || r == '@' || r == '/' || unicode.IsSpace(r) }) {
+	if strings.ContainsFunc(h, func(r rune) bool { return r == 0 || r == '@' || r == '/' || r == '[' || r == ']' || unicode.IsSpace(r) }) {
 		return fmt.Errorf("bad host %q", h)
 	}
 	return nil

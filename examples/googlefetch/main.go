@@ -22,25 +22,19 @@ import (
 	"time"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/sshconfig"
+	"github.com/sshfwd/sshfwd/examples/internal/exampleflag"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "googlefetch:", err)
-		os.Exit(1)
-	}
+	os.Exit(exampleflag.Status("googlefetch", run(os.Args[1:], os.Stdout), os.Stderr))
 }
 
 func run(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("googlefetch", flag.ContinueOnError)
-	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
-	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
-	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
+	server := exampleflag.AddServer(fs)
 	target := fs.String("target", "www.google.com:80", "host:port the server connects to (with -ssh)")
-	if err := fs.Parse(args); err != nil {
+	if err := exampleflag.Parse(fs, args); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -51,23 +45,15 @@ func run(args []string, out io.Writer) error {
 	// vhost is the Host the request names: the target's, or Google's when
 	// a local server stands in for it.
 	vhost, _, _ := net.SplitHostPort(*target)
-	if *server == "" {
+	if server.Name() == "" {
 		var stop func()
 		s, *target, stop, err = offline(ctx, out)
 		if err != nil {
 			return err
 		}
 		defer stop()
-	} else {
-		opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
-			"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
-		if *key != "" {
-			opts.IdentityFiles = []string{*key}
-		}
-		s, err = sshconfig.Dial(ctx, *server, opts)
-		if err != nil {
-			return err
-		}
+	} else if s, err = server.Dial(ctx); err != nil {
+		return err
 	}
 	defer s.Close()
 	return fetch(ctx, s, *target, vhost, out)

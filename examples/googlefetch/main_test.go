@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -28,4 +29,6 @@ func TestBadFlags(t *testing.T) {
 	assert.Error(t, run([]string{"-ssh", "me@host:0"}, &out))
 	assert.ErrorContains(t, run([]string{"-F", "none", "-ssh", "me@127.0.0.1:1", "-i", "/nonexistent"}, &out), "refused")
 	assert.Error(t, run([]string{"-nosuchflag"}, &out))
+	assert.ErrorIs(t, run([]string{"-h"}, &out), flag.ErrHelp, "which exits 0")
+	assert.ErrorContains(t, run([]string{"www.example.com"}, &out), "takes flags only")
 }

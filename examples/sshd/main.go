@@ -31,16 +31,15 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sshfwd/sshfwd/examples/internal/exampleflag"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "sshd:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stdout, nil)
+	stop()
+	os.Exit(exampleflag.Status("sshd", err, os.Stderr))
 }
 
 // run serves until ctx ends. It sends the server's address on ready, if not
@@ -69,7 +68,7 @@ func run(ctx context.Context, args []string, out io.Writer, ready chan<- string)
 	sftp := fs.Bool("sftp", true, "serve the sftp subsystem")
 	latency := fs.Duration("latency", 0, "latency added to each direction of every connection")
 	bandwidth := fs.Int("bandwidth", 0, "bytes per second each direction of every connection may carry; 0: no cap")
-	if err := fs.Parse(args); err != nil {
+	if err := exampleflag.Parse(fs, args); err != nil {
 		return err
 	}
 	if *authorized == "" {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -273,4 +274,11 @@ func TestOpenSSHTakenSocket(t *testing.T) {
 		require.NoError(t, testnet.RoundTrip(c, []byte("to the owner")))
 		c.Close()
 	}
+}
+
+func TestFlagsOnly(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "authorized_keys")
+	require.NoError(t, os.WriteFile(keys, []byte("# none\n"), 0o600))
+	assert.ErrorContains(t, run(context.Background(), []string{"-authorized-keys", keys, "stray"}, io.Discard, nil), "takes flags only")
+	assert.ErrorIs(t, run(context.Background(), []string{"-h"}, io.Discard, nil), flag.ErrHelp, "which exits 0")
 }

@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/sshconfig"
+	"github.com/sshfwd/sshfwd/examples/internal/exampleflag"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -50,24 +50,19 @@ const acceptTimeout = 60 * time.Second
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "webserver:", err)
-		os.Exit(1)
-	}
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	os.Exit(exampleflag.Status("webserver", err, os.Stderr))
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("webserver", flag.ContinueOnError)
-	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
-	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
-	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
+	server := exampleflag.AddServer(fs)
 	port := fs.Int("port", -1, "port the server listens on (default 8080 with -ssh, any free port offline)")
-	if err := fs.Parse(args); err != nil {
+	if err := exampleflag.Parse(fs, args); err != nil {
 		return err
 	}
-	if *server == "" {
+	if server.Name() == "" {
 		if *port < 0 {
 			*port = 0
 		}
@@ -76,12 +71,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *port < 0 {
 		*port = 8080
 	}
-	opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
-		"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
-	if *key != "" {
-		opts.IdentityFiles = []string{*key}
-	}
-	s, err := sshconfig.Dial(ctx, *server, opts)
+	s, err := server.Dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -90,7 +80,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("opening remote port: %w", err)
 	}
-	fmt.Fprintf(out, "listening on port %d of %s; interrupt to stop\n", bound, *server)
+	fmt.Fprintf(out, "listening on port %d of %s; interrupt to stop\n", bound, server.Name())
 	for {
 		if err := serveOne(ctx, s, out); err != nil {
 			if ctx.Err() != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"testing"
 	"time"
 
@@ -35,4 +36,6 @@ func TestBadFlags(t *testing.T) {
 	var out bytes.Buffer
 	assert.Error(t, run(context.Background(), []string{"-ssh", "me@host:x"}, &out))
 	assert.Error(t, run(context.Background(), []string{"-nosuchflag"}, &out))
+	assert.ErrorIs(t, run(context.Background(), []string{"-h"}, &out), flag.ErrHelp, "which exits 0")
+	assert.ErrorContains(t, run(context.Background(), []string{"8080"}, &out), "takes flags only")
 }

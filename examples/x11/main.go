@@ -29,7 +29,7 @@ import (
 	"os/signal"
 
 	"github.com/sshfwd/sshfwd"
-	"github.com/sshfwd/sshfwd/sshconfig"
+	"github.com/sshfwd/sshfwd/examples/internal/exampleflag"
 	"github.com/sshfwd/sshfwd/sshtest"
 )
 
@@ -44,10 +44,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "x11:", err)
-		os.Exit(1)
-	}
+	os.Exit(exampleflag.Status("x11", err, os.Stderr))
 }
 
 // run is the program: it parses args, forwards X11 for one remote command
@@ -56,16 +53,10 @@ func main() {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("x11", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	server := fs.String("ssh", "", "SSH server as ssh takes it ([user@]host[:port], or a Host of ~/.ssh/config); empty: an embedded server, offline")
-	key := fs.String("i", "", "private key file for -ssh, tried before those of ssh_config and the agent")
-	known := fs.String("known-hosts", "~/.ssh/known_hosts", "known_hosts file that must list the server's host key")
-	config := fs.String("F", "", `ssh_config file for -ssh; empty: ~/.ssh/config and /etc/ssh/ssh_config, "none": none`)
+	server := exampleflag.AddServer(fs)
 	command := fs.String("cmd", "xdpyinfo", "X client to run on the server, a shell command")
-	if err := fs.Parse(args); err != nil {
+	if err := exampleflag.Parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q; the command goes in -cmd", fs.Args())
 	}
 	display := os.Getenv("DISPLAY")
 	if display == "" {
@@ -76,18 +67,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		s   *sshfwd.Session
 		err error
 	)
-	if *server == "" {
+	if server.Name() == "" {
 		srv := sshtest.NewServer(nil)
 		defer srv.Close()
 		fmt.Fprintf(stderr, "# no -ssh given: started an embedded SSH server on %s\n", srv.Addr())
 		s, err = sshfwd.Dial(ctx, "tcp", srv.Addr(), srv.ClientConfig())
 	} else {
-		opts := &sshconfig.Options{ConfigFile: *config, Overrides: []string{
-			"UserKnownHostsFile=" + *known, "GlobalKnownHostsFile=none", "StrictHostKeyChecking=yes", "BatchMode=yes"}}
-		if *key != "" {
-			opts.IdentityFiles = []string{*key}
-		}
-		s, err = sshconfig.Dial(ctx, *server, opts)
+		s, err = server.Dial(ctx)
 	}
 	if err != nil {
 		return err

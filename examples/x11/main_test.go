@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"testing"
 	"time"
 
@@ -78,6 +79,7 @@ func TestBadArguments(t *testing.T) {
 	t.Setenv("DISPLAY", ":0")
 	var stdout, stderr bytes.Buffer
 	assert.Error(t, run(testContext(t), []string{"-nosuchflag"}, &stdout, &stderr))
-	assert.ErrorContains(t, run(testContext(t), []string{"xdpyinfo"}, &stdout, &stderr), "-cmd")
+	assert.ErrorContains(t, run(testContext(t), []string{"xdpyinfo"}, &stdout, &stderr), "takes flags only")
+	assert.ErrorIs(t, run(testContext(t), []string{"-h"}, &stdout, &stderr), flag.ErrHelp, "which exits 0")
 	assert.ErrorContains(t, run(testContext(t), []string{"-F", "none", "-ssh", "me@127.0.0.1:1"}, &stdout, &stderr), "refused")
 }
